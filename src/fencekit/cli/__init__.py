@@ -1,0 +1,62 @@
+"""The ``fencekit`` command.
+
+Exit codes: 0 success, 1 the operation failed (not verified, device
+unreachable...), 2 bad input (arguments, configuration, credentials),
+130 interrupted. Errors are one line on standard error, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fencekit.cli import _common, power
+
+__all__ = ["main"]
+
+_COMMANDS = (power,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for every ``fencekit`` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="fencekit",
+        description="Verified fencing and health checks for HA clusters.",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more (-v info, -vv debug) to standard error",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in _COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fencekit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return _common.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from fencekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""What every subcommand shares: exit codes, errors, output, secrets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, Final
+
+from fencekit.errors import ConfigError, FencekitError, SecretError
+from fencekit.secrets import Secret, from_command, from_env, from_file
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Configure logging, run the subcommand, turn errors into one line."""
+    from fencekit.logging import configure
+
+    configure(verbosity=args.verbose)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (ConfigError, SecretError) as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    except FencekitError as exc:
+        error(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def error(message: str) -> None:
+    """Print one error line on standard error."""
+    line = " ".join(message.split())
+    print(f"fencekit: error: {line}", file=sys.stderr)
+
+
+def emit(data: dict[str, Any], text: str, as_json: bool) -> None:
+    """Print one JSON object or the human text on standard output."""
+    if as_json:
+        print(json.dumps(data, sort_keys=True))
+    else:
+        print(text)
+
+
+def add_password_options(
+    parser: argparse.ArgumentParser, *, required: bool = True
+) -> None:
+    """Add the three ways of giving a password (never on argv)."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--password-file", metavar="FILE", help="read it from FILE"
+    )
+    group.add_argument(
+        "--password-env", metavar="VAR", help="read it from variable VAR"
+    )
+    group.add_argument(
+        "--password-command",
+        metavar="CMD",
+        help="run CMD (no shell) and read the first line it prints",
+    )
+
+
+def password(args: argparse.Namespace) -> Secret:
+    """Read the password from the source the options name.
+
+    Raises:
+        SecretError: the source gave no secret.
+    """
+    if args.password_file:
+        return from_file(args.password_file)
+    if args.password_env:
+        return from_env(args.password_env)
+    if args.password_command:
+        return from_command(args.password_command)
+    raise SecretError("no password source given")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above zero: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a whole number: {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP or UDP port."""
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return value

@@ -1,0 +1,139 @@
+"""``fencekit power``: one power action on one fence device."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from fencekit.cli import _common
+from fencekit.outcome import Action, FenceOutcome
+from fencekit.power.drivers import DRIVERS
+
+_ACTIONS = ("status", "on", "off", "reboot")
+
+
+def register(sub: Any) -> None:
+    """Add ``power`` to the subcommands."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "power",
+        help="read or switch a node's power through its fence device",
+        description=(
+            "Carry out one power action and verify it: 'off' succeeds only"
+            " once the device reads the power back as off."
+        ),
+    )
+    parser.add_argument("action", choices=_ACTIONS)
+    parser.add_argument("--driver", choices=sorted(DRIVERS), required=True)
+    parser.add_argument("--host", required=True, help="the BMC's address")
+    parser.add_argument(
+        "--port", type=_common.port_number, help="the BMC's port (IPMI 623)"
+    )
+    parser.add_argument("--username", required=True)
+    _common.add_password_options(parser)
+    parser.add_argument(
+        "--cipher",
+        type=int,
+        choices=(3, 17),
+        help="pin the IPMI cipher suite (default: 17, then 3)",
+    )
+    parser.add_argument(
+        "--privilege",
+        choices=("administrator", "operator", "user"),
+        default="administrator",
+    )
+    parser.add_argument(
+        "--kg-file", metavar="FILE", help="read the IPMI Kg key from FILE"
+    )
+    parser.add_argument(
+        "--ipmi15",
+        action="store_true",
+        help="accept a BMC that offers only IPMI 1.5",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_common.positive_float,
+        default=20.0,
+        metavar="SECONDS",
+        help="deadline for the action, verification included (20)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=_common.positive_int,
+        default=2,
+        help="consecutive readings of the new state required (2)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the action; exit 0 only when it was verified."""
+    from fencekit.power.drivers import build
+    from fencekit.power.operate import Verification
+
+    driver = build(
+        args.driver,
+        args.host,
+        port=args.port,
+        username=args.username,
+        password=_common.password(args),
+        options=_driver_options(args),
+    )
+    verification = Verification(timeout=args.timeout, settle=args.settle)
+    outcome = asyncio.run(
+        _run(driver, Action.parse(args.action), verification)
+    )
+    return _report(outcome, args.json)
+
+
+def _driver_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The driver-specific options the command line gave."""
+    from fencekit.secrets import from_file
+
+    if args.driver != "ipmi":
+        return {}
+    options: dict[str, Any] = {
+        "cipher": args.cipher,
+        "privilege": args.privilege,
+        "allow_ipmi15": args.ipmi15,
+    }
+    if args.kg_file:
+        options["kg"] = from_file(args.kg_file)
+    return options
+
+
+async def _run(driver: Any, action: Action, verification: Any) -> FenceOutcome:
+    from fencekit.power.operate import attempt
+
+    try:
+        return await attempt(driver, action, verification=verification)
+    finally:
+        await driver.close()
+
+
+def _report(outcome: FenceOutcome, as_json: bool) -> int:
+    if outcome.success:
+        _common.emit(outcome.to_dict(), _describe(outcome), as_json)
+        return _common.EXIT_OK
+    if as_json:
+        _common.emit(outcome.to_dict(), "", True)
+    _common.error(
+        f"{outcome.device}: {outcome.action.value}: {outcome.reason}"
+    )
+    return _common.EXIT_FAILED
+
+
+def _describe(outcome: FenceOutcome) -> str:
+    if outcome.action is Action.STATUS:
+        return f"{outcome.device}: power is {outcome.state.value}"
+    sent = outcome.commands_sent
+    commands = "no command needed" if sent == 0 else f"{sent} command(s)"
+    text = (
+        f"{outcome.device}: {outcome.action.value} verified,"
+        f" power is {outcome.state.value}"
+        f" ({commands}, {outcome.duration:.3f} s)"
+    )
+    if outcome.power_on_failed:
+        text += f"; warning: {outcome.reason}"
+    return text

@@ -1,0 +1,86 @@
+"""Build a power driver by name, for the CLI and the inventory alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fencekit.errors import ConfigError
+from fencekit.power.base import PowerDriver
+from fencekit.secrets import Secret
+
+__all__ = ["DRIVERS", "build"]
+
+Factory = Callable[..., PowerDriver]
+
+
+def _ipmi(
+    host: str,
+    *,
+    port: int | None,
+    username: str,
+    password: Secret,
+    options: Mapping[str, Any],
+) -> PowerDriver:
+    from fencekit.power.ipmi import IpmiDriver
+
+    known = {"cipher", "privilege", "kg", "allow_ipmi15"}
+    _reject_unknown("ipmi", options, known)
+    return IpmiDriver(
+        host,
+        port=port or 623,
+        username=username,
+        password=password,
+        **options,
+    )
+
+
+DRIVERS: dict[str, Factory] = {"ipmi": _ipmi}
+
+
+def _reject_unknown(
+    driver: str, options: Mapping[str, Any], known: set[str]
+) -> None:
+    for name in options:
+        if name not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(
+                f"unknown option for driver {driver} (known: {allowed})",
+                where=name,
+            )
+
+
+def build(
+    driver: str,
+    host: str,
+    *,
+    username: str,
+    password: Secret,
+    port: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> PowerDriver:
+    """Return a driver of kind ``driver`` for the device at ``host``.
+
+    Args:
+        driver: the driver's name (see :data:`DRIVERS`).
+        host: the device's address.
+        username: the account on the device.
+        password: its password.
+        port: the device's port; the driver's default when None.
+        options: driver-specific options (IPMI: ``cipher``,
+            ``privilege``, ``kg``, ``allow_ipmi15``).
+
+    Raises:
+        ConfigError: unknown driver or option, or an invalid value.
+    """
+    factory = DRIVERS.get(driver)
+    if factory is None:
+        names = ", ".join(sorted(DRIVERS))
+        raise ConfigError(f"unknown driver {driver!r} (known: {names})")
+    return factory(
+        host,
+        port=port,
+        username=username,
+        password=password,
+        options=dict(options or {}),
+    )

@@ -1,0 +1,1 @@
+"""Helpers the tests share: peers on loopback, ports, fake clocks."""
