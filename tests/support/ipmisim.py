@@ -138,15 +138,36 @@ class IpmiSim:
         """Make powering off this BMC kill process ``pid``."""
         Path(f"{self.state}.kill").write_text(f"{pid}\n")
 
+    def fail_next_calls(self, count: int) -> None:
+        """Make the next ``count`` chassis calls fail with code 0xff."""
+        Path(f"{self.state}.fail").write_text(f"{count}\n")
+
     def ipmitool_status(self) -> str:
         """``on`` or ``off``, read by ipmitool, independently of us."""
         ipmitool = peers.require("ipmitool")
         env = dict(os.environ, IPMI_PASSWORD=self.password)
         done = subprocess.run(
-            [ipmitool, "-I", "lanplus", "-C", "3", "-H", self.host,
-             "-p", str(self.port), "-U", self.user, "-E",
-             "chassis", "power", "status"],
-            capture_output=True, text=True, timeout=15, env=env,
+            [
+                ipmitool,
+                "-I",
+                "lanplus",
+                "-C",
+                "3",
+                "-H",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-E",
+                "chassis",
+                "power",
+                "status",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            env=env,
             check=True,
         )
         return done.stdout.strip().rsplit(" ", 1)[-1]

@@ -58,9 +58,7 @@ def udp_port_bound(port: int) -> bool:
         return False
 
 
-def wait_until(
-    check: Callable[[], bool], timeout: float, what: str
-) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``check`` every 10 ms until it holds, or fail the test."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,11 +5,19 @@
 # "get" prints "power:0|1". Every "set" is appended to STATEFILE.log, so a
 # test can count the commands that reached the BMC. When STATEFILE.kill
 # holds a PID, powering off kills that process: the node's own fencer
-# dies with its node.
+# dies with its node. When STATEFILE.fail holds N > 0, the next N calls
+# fail (the BMC answers completion code 0xff), to test transient errors.
 state="$1"
 op="$2"
 shift 2
 [ -f "$state" ] || echo 1 >"$state"
+if [ -s "$state.fail" ]; then
+    left=$(cat "$state.fail")
+    if [ "$left" -gt 0 ]; then
+        echo $((left - 1)) >"$state.fail"
+        exit 1
+    fi
+fi
 case "$op" in
 get)
     for what in "$@"; do
