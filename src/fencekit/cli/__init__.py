@@ -33,13 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="log more (-v info, -vv debug) to standard error",
     )
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {_version()}"
+        "--version", action=_VersionAction, help="print the version"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in _COMMANDS:
         module.register(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """Print the version; looked up only when asked (it costs 25 ms)."""
+
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, **kw: object
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=kw.get("help"))  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        parser.exit(message=f"fencekit {_version()}\n")
 
 
 def _version() -> str:
