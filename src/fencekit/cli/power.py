@@ -51,6 +51,20 @@ def register(sub: Any) -> None:
         help="accept a BMC that offers only IPMI 1.5",
     )
     parser.add_argument(
+        "--system",
+        metavar="ID",
+        help="Redfish system: id, URI, UUID or serial number",
+    )
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--ca-file", metavar="FILE", help="CA that signed the BMC's cert"
+    )
+    tls.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the BMC's TLS certificate (logged)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_common.positive_float,
         default=20.0,
@@ -91,6 +105,12 @@ def _driver_options(args: argparse.Namespace) -> dict[str, Any]:
     """The driver-specific options the command line gave."""
     from fencekit.secrets import from_file
 
+    if args.driver in ("redfish", "irmc"):
+        return {
+            "system": args.system,
+            "ca_file": args.ca_file,
+            "insecure": args.insecure,
+        }
     if args.driver != "ipmi":
         return {}
     options: dict[str, Any] = {

@@ -35,7 +35,61 @@ def _ipmi(
     )
 
 
-DRIVERS: dict[str, Factory] = {"ipmi": _ipmi}
+_REDFISH_OPTIONS = {"system", "ca_file", "insecure", "auth", "connect_timeout"}
+_IRMC_OPTIONS = _REDFISH_OPTIONS | {
+    "ipmi_fallback",
+    "ipmi_port",
+    "ipmi_username",
+    "ipmi_password",
+    "ipmi_cipher",
+}
+
+
+def _redfish(
+    host: str,
+    *,
+    port: int | None,
+    username: str,
+    password: Secret,
+    options: Mapping[str, Any],
+) -> PowerDriver:
+    from fencekit.power.redfish import RedfishDriver
+
+    _reject_unknown("redfish", options, _REDFISH_OPTIONS)
+    return RedfishDriver(
+        host,
+        port=port or 443,
+        username=username,
+        password=password,
+        **options,
+    )
+
+
+def _irmc(
+    host: str,
+    *,
+    port: int | None,
+    username: str,
+    password: Secret,
+    options: Mapping[str, Any],
+) -> PowerDriver:
+    from fencekit.power.irmc import IrmcDriver
+
+    _reject_unknown("irmc", options, _IRMC_OPTIONS)
+    return IrmcDriver(
+        host,
+        port=port or 443,
+        username=username,
+        password=password,
+        **options,
+    )
+
+
+DRIVERS: dict[str, Factory] = {
+    "ipmi": _ipmi,
+    "irmc": _irmc,
+    "redfish": _redfish,
+}
 
 
 def _reject_unknown(
@@ -68,7 +122,10 @@ def build(
         password: its password.
         port: the device's port; the driver's default when None.
         options: driver-specific options (IPMI: ``cipher``,
-            ``privilege``, ``kg``, ``allow_ipmi15``).
+            ``privilege``, ``kg``, ``allow_ipmi15``; Redfish: ``system``,
+            ``ca_file``, ``insecure``, ``auth``, ``connect_timeout``;
+            iRMC: the Redfish ones and ``ipmi_fallback``, ``ipmi_port``,
+            ``ipmi_username``, ``ipmi_password``, ``ipmi_cipher``).
 
     Raises:
         ConfigError: unknown driver or option, or an invalid value.
