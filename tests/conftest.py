@@ -10,6 +10,18 @@ import pytest
 from tests.support.ipmisim import IpmiSim
 
 
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Undo any logging set-up a test made through configure()."""
+    yield
+    import structlog
+
+    from fencekit import _log
+
+    _log.set_threshold(0, None)
+    structlog.reset_defaults()
+
+
 @pytest.fixture
 def ipmi_sim(tmp_path: Path) -> Iterator[IpmiSim]:
     """A running ``ipmi_sim`` BMC with power on."""

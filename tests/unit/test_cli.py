@@ -1,0 +1,64 @@
+"""Bad input to the command line: one line, non-zero, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FENCEKIT = str(Path(sys.executable).with_name("fencekit"))
+BASE = [
+    "power",
+    "status",
+    "--driver",
+    "ipmi",
+    "--host",
+    "127.0.0.1",
+    "--username",
+    "u",
+]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FENCEKIT, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["power", "status"], "required"),
+        ([*BASE], "one of the arguments --password-file"),
+        ([*BASE, "--password-file", "/nonexistent/pw"], "/nonexistent/pw"),
+        ([*BASE, "--password-env", "FK_UNSET_VAR_X"], "FK_UNSET_VAR_X"),
+        ([*BASE, "--password-env", "X", "--port", "70000"], "not a port"),
+        ([*BASE, "--password-env", "X", "--timeout", "-1"], "above zero"),
+        ([*BASE, "--password-env", "X", "--timeout", "nan"], "above zero"),
+        ([*BASE, "--password-env", "X", "--cipher", "5"], "invalid choice"),
+        (["power", "explode"], "invalid choice"),
+        (["nosuch"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str) -> None:
+    """Each mistake is named in the last stderr line; exit code 2."""
+    done = run(*args)
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert words in done.stderr.strip().splitlines()[-1]
+    assert done.stdout == ""
+
+
+def test_password_on_argv_is_not_accepted() -> None:
+    """There is no --password option: secrets never go on argv."""
+    done = run(*BASE, "--password", "hunter2")
+
+    assert done.returncode == 2
+    assert "unrecognized arguments" in done.stderr
