@@ -11,17 +11,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from fencekit.cli import _common, power
+from fencekit.cli import _common, fence, power
 
 __all__ = ["main"]
 
-_COMMANDS = (power,)
+_COMMANDS = (power, fence)
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options: a fencing command must say what it means."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every ``fencekit`` subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fencekit",
         description="Verified fencing and health checks for HA clusters.",
     )
@@ -35,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action=_VersionAction, help="print the version"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
     sub.required = True
     for module in _COMMANDS:
         module.register(sub)
