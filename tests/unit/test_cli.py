@@ -58,7 +58,7 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str) -> None:
 
 def test_password_on_argv_is_not_accepted() -> None:
     """There is no --password option: secrets never go on argv."""
-    done = run(*BASE, "--password", "hunter2")
+    done = run(*BASE, "--password-env", "X", "--password", "hunter2")
 
     assert done.returncode == 2
     assert "unrecognized arguments" in done.stderr
