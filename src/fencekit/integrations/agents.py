@@ -1,0 +1,144 @@
+"""fencekit's fence agents, and the small scripts that start them.
+
+The table :data:`POWER_AGENTS` holds one entry per power driver; each
+becomes an agent named ``fence_fencekit_<driver>``. Only drivers that
+:mod:`fencekit.power.drivers` actually provides are offered. The
+executables in ``agents/`` and those ``fencekit install-agents`` writes
+are rendered by :func:`render_script`: a few lines that call
+:func:`run_fence_agent` with the agent's name.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, Final, TextIO
+
+from fencekit.integrations.fence_agent import (
+    AgentSpec,
+    Parameter,
+    Request,
+    run,
+)
+from fencekit.integrations.power_agent import PowerAgent, power_spec
+
+__all__ = [
+    "MARKER",
+    "POWER_AGENTS",
+    "agent_names",
+    "render_script",
+    "run_fence_agent",
+    "spec",
+]
+
+# Written into every script fencekit installs: install-agents replaces
+# only files that carry it, never another package's agent.
+MARKER: Final = "# fencekit-managed: written by fencekit install-agents"
+
+
+def _ipmi_options(request: Request) -> dict[str, Any]:
+    from fencekit.secrets import from_file
+
+    options = request.options
+    cipher = options.choice("cipher")
+    result: dict[str, Any] = {
+        "cipher": int(cipher) if cipher else None,
+        "privilege": options.choice("privlvl") or "administrator",
+        "allow_ipmi15": not options.boolean("lanplus"),
+    }
+    kg_file = options.string("kg_file")
+    if kg_file:
+        result["kg"] = from_file(kg_file)
+    return result
+
+
+IPMI = PowerAgent(
+    driver="ipmi",
+    shortdesc="Fence a node through its BMC with IPMI 2.0 (fencekit)",
+    longdesc=(
+        "fence_fencekit_ipmi switches a node's power through its BMC over"
+        " IPMI 2.0 (RMCP+), in process: one session per BMC, no ipmitool"
+        " child process, the password never on any command line."
+    ),
+    parameters=(
+        Parameter(
+            "cipher",
+            "select",
+            "RMCP+ cipher suite (default: 17, then 3 if the BMC refuses)",
+            short="C",
+            choices=("3", "17"),
+        ),
+        Parameter(
+            "privlvl",
+            "select",
+            "Privilege level to ask the BMC for",
+            default="administrator",
+            short="L",
+            choices=("administrator", "operator", "user"),
+        ),
+        Parameter(
+            "lanplus",
+            "boolean",
+            "Require IPMI 2.0 (lanplus); 0 also accepts a BMC that offers"
+            " only IPMI 1.5",
+            default="1",
+            short="P",
+        ),
+        Parameter(
+            "kg_file",
+            "string",
+            "Read the BMC's Kg key (hexadecimal) from this file",
+        ),
+    ),
+    options=_ipmi_options,
+)
+
+POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (IPMI,)
+
+
+def _available() -> dict[str, AgentSpec]:
+    from fencekit.power.drivers import DRIVERS
+
+    return {
+        agent.name: power_spec(agent)
+        for agent in POWER_AGENTS
+        if agent.driver in DRIVERS
+    }
+
+
+def agent_names() -> list[str]:
+    """The names of every fence agent this fencekit provides."""
+    return sorted(_available())
+
+
+def spec(name: str) -> AgentSpec:
+    """Return the agent called ``name``.
+
+    Raises:
+        KeyError: no such agent.
+    """
+    return _available()[name]
+
+
+def render_script(name: str, interpreter: str) -> str:
+    """Return the executable for agent ``name``, run by
+    ``interpreter``."""
+    return (
+        f"#!{interpreter}\n"
+        f"{MARKER}\n"
+        f'"""Pacemaker fence agent {name}: fencekit\'s {name[15:]} agent."""\n'
+        "import sys\n\n"
+        "from fencekit.integrations.agents import run_fence_agent\n\n"
+        f'sys.exit(run_fence_agent("{name}"))\n'
+    )
+
+
+def run_fence_agent(
+    name: str,
+    argv: Sequence[str] | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Run fence agent ``name`` once, as Pacemaker runs it; return its
+    exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    return run(spec(name), args, stdin or sys.stdin)
