@@ -116,6 +116,12 @@ class IrmcDriver:
     def __repr__(self) -> str:
         return f"IrmcDriver({self.device!r}, method={self.method!r})"
 
+    async def __aenter__(self) -> IrmcDriver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     @property
     def path(self) -> str | None:
         """``redfish`` or ``ipmi`` once chosen, else None."""
