@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import queue
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -324,9 +325,28 @@ class _BmcLink:
     def _login(self) -> Any:
         if self._session is not None and not self._session.broken:
             return self._session
-        cls = _session_class(self.options.cipher)
+        try:
+            session = self._open(self.options.cipher)
+        except struct.error:
+            # Some BMCs (pyghmi's own BMC class among them) accept the
+            # proposal for suite 17 but answer RAKP2 with the SHA-1 code
+            # of suite 3, which pyghmi fails to unpack. Retrying in the
+            # same process finds pyghmi's half-open session, so say what
+            # to do instead.
+            raise _PyghmiFailure(
+                "the BMC accepted cipher suite 17 but answered as suite 3;"
+                " pin cipher suite 3",
+                login=True,
+            ) from None
+        if session.ipmiversion < 2 and not self.options.allow_ipmi15:
+            session.logout()
+            raise _PyghmiFailure("ipmi15", login=True)
+        self._session = session
+        return session
+
+    def _open(self, cipher: int | None) -> Any:
         user, password, kg = _credentials_as_bytes(self.key)
-        session = cls(
+        return _session_class(cipher)(
             bmc=self.key.host,
             userid=user,
             password=password,
@@ -335,11 +355,6 @@ class _BmcLink:
             privlevel=self.options.privilege,
             keepalive=False,
         )
-        if session.ipmiversion < 2 and not self.options.allow_ipmi15:
-            session.logout()
-            raise _PyghmiFailure("ipmi15", login=True)
-        self._session = session
-        return session
 
     def _forget_if_broken(self) -> None:
         if self._session is not None and self._session.broken:
