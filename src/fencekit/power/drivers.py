@@ -85,10 +85,42 @@ def _irmc(
     )
 
 
+def _snmp_port(
+    host: str,
+    *,
+    port: int | None,
+    username: str,
+    password: Secret,
+    options: Mapping[str, Any],
+) -> PowerDriver:
+    from fencekit.power.snmp import build_port
+
+    return build_port(
+        host, port=port, username=username, password=password, options=options
+    )
+
+
+def _snmp_pdu(
+    host: str,
+    *,
+    port: int | None,
+    username: str,
+    password: Secret,
+    options: Mapping[str, Any],
+) -> PowerDriver:
+    from fencekit.power.snmp import build_pdu
+
+    return build_pdu(
+        host, port=port, username=username, password=password, options=options
+    )
+
+
 DRIVERS: dict[str, Factory] = {
     "ipmi": _ipmi,
     "irmc": _irmc,
     "redfish": _redfish,
+    "snmp-pdu": _snmp_pdu,
+    "snmp-port": _snmp_port,
 }
 
 
@@ -125,7 +157,9 @@ def build(
             ``privilege``, ``kg``, ``allow_ipmi15``; Redfish: ``system``,
             ``ca_file``, ``insecure``, ``auth``, ``connect_timeout``;
             iRMC: the Redfish ones and ``ipmi_fallback``, ``ipmi_port``,
-            ``ipmi_username``, ``ipmi_password``, ``ipmi_cipher``).
+            ``ipmi_username``, ``ipmi_password``, ``ipmi_cipher``;
+            SNMP: see :func:`fencekit.power.snmp.build_port` and
+            :func:`fencekit.power.snmp.build_pdu`).
 
     Raises:
         ConfigError: unknown driver or option, or an invalid value.
