@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fencekit.cli import _common, fence, power
+from fencekit.cli import _common, agent, fence, power, probe
 
 __all__ = ["main"]
 
-_COMMANDS = (power, fence)
+_COMMANDS = (power, fence, probe, agent)
 
 
 class _Parser(argparse.ArgumentParser):
