@@ -80,6 +80,9 @@ _RESET_TYPES: Final[Mapping[Action, tuple[str, ...]]] = {
 
 # DSP0268 ComputerSystem.PowerState; the transitional values (PoweringOn,
 # PoweringOff, Paused) read as unknown so that only "Off" verifies off.
+# ResetType values whose effect depends on the state they find.
+_TOGGLES: Final = frozenset({"PushPowerButton"})
+
 _POWER: Final = {"On": PowerState.ON, "Off": PowerState.OFF}
 
 # HTTP statuses that say "not now" rather than "never": conflict (an
@@ -372,11 +375,17 @@ def parse_task(doc: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
     )
 
 
-def choose_reset(action: Action, allowed: Sequence[str] | None) -> str:
+def choose_reset(
+    action: Action,
+    allowed: Sequence[str] | None,
+    current: PowerState = PowerState.UNKNOWN,
+) -> str:
     """The ResetType that carries out ``action``.
 
     When the system lists no allowable values, every value is allowed
-    (DSP0266 7.4.3) and the first preference is taken.
+    (DSP0266 7.4.3) and the first preference is taken. PushPowerButton
+    toggles power, so it stands in for ``On`` only when the system was
+    just read ``Off``.
 
     Raises:
         UnsupportedError: none of the values for ``action`` is allowed;
@@ -391,6 +400,8 @@ def choose_reset(action: Action, allowed: Sequence[str] | None) -> str:
     if allowed is None:
         return wanted[0]
     for value in wanted:
+        if value in _TOGGLES and current is not PowerState.OFF:
+            continue
         if value in allowed:
             return value
     listed = ", ".join(allowed) or "none"
@@ -675,7 +686,7 @@ class _Client:
 
         try:
             allowed = self._allowed(standard, deadline)
-            value = choose_reset(action, allowed)
+            value = choose_reset(action, allowed, info.power)
         except UnsupportedError as exc:
             if oem is None:
                 raise self._refine(exc, action) from None
