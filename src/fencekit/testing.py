@@ -4,27 +4,22 @@
 logic runs instantly. :class:`FakePowerDriver` is a scripted fence device:
 its power changes after a configurable number of readings, and it can
 refuse, time out or fail on request. :class:`SimulatedBmc` is a real IPMI
-BMC (pyghmi's BMC server class) in a child process on loopback, for
-trying configurations and scripts without hardware.
+BMC (pyghmi's BMC server class) in a child process on loopback, and
+:class:`IpmiSimBmc` runs OpenIPMI's ``ipmi_sim`` the same way, for trying
+configurations and scripts without hardware.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterable
-from pathlib import Path
 
 from fencekit.errors import FencekitError
+from fencekit.lab.bmc import IpmiSimBmc, SimulatedBmc
 from fencekit.outcome import Action, PowerState
 
-__all__ = ["FakeClock", "FakePowerDriver", "SimulatedBmc"]
+__all__ = ["FakeClock", "FakePowerDriver", "IpmiSimBmc", "SimulatedBmc"]
 
 
 class FakeClock:
@@ -127,124 +122,3 @@ class FakePowerDriver:
     async def close(self) -> None:
         """Mark the driver closed."""
         self.closed = True
-
-
-class SimulatedBmc:
-    """An IPMI BMC on loopback whose chassis power is a file.
-
-    It speaks IPMI 2.0 with cipher suite 3 only: give drivers
-    ``cipher=3``. Every power command is appended to ``<state>.log``.
-
-    Args:
-        workdir: a folder for its state, log and password files.
-        user: the BMC account.
-        password: the account's password (written to a 0600 file).
-        port: the UDP port; a free one when 0.
-        power_on: the power state at start.
-    """
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        user: str = "admin",
-        password: str = "fencekit",
-        port: int = 0,
-        power_on: bool = True,
-    ) -> None:
-        self.host = "127.0.0.1"
-        self.user = user
-        self.password = password
-        self.port = port
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.state = self.workdir / "power"
-        self.state.write_text("1\n" if power_on else "0\n")
-        self.password_file = self.workdir / "password"
-        self.password_file.write_text(password + "\n")
-        self.password_file.chmod(0o600)
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> SimulatedBmc:
-        """Start the BMC and wait until it answers on its port.
-
-        Raises:
-            RuntimeError: it did not come up within ``timeout``.
-        """
-        if not self.port:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.bind((self.host, 0))
-                self.port = sock.getsockname()[1]
-        log = open(self.workdir / "bmc.log", "ab")  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fencekit._simbmc",
-                "--address",
-                self.host,
-                "--port",
-                str(self.port),
-                "--user",
-                self.user,
-                "--password-file",
-                str(self.password_file),
-                "--state-file",
-                str(self.state),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while not _udp_bound(self.host, self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"simulated BMC did not start: {log.name}")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        """The BMC process's PID while it runs."""
-        return self._proc.pid if self._proc else None
-
-    def power_is_on(self) -> bool:
-        """The chassis power as the BMC holds it."""
-        return self.state.read_text().strip() == "1"
-
-    def commands(self) -> list[str]:
-        """The power commands that reached the BMC, oldest first."""
-        log = Path(f"{self.state}.log")
-        if not log.exists():
-            return []
-        return [line.split()[-1] for line in log.read_text().splitlines()]
-
-    def stop(self) -> None:
-        """Stop the BMC process by its PID."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> SimulatedBmc:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def _udp_bound(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-        return False

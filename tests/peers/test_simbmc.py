@@ -18,7 +18,8 @@ from tests.support import peers
 
 @pytest.fixture
 def bmc(tmp_path: Path) -> SimulatedBmc:
-    sim = SimulatedBmc(tmp_path / "sim").start()
+    sim = SimulatedBmc(tmp_path / "sim")
+    sim.start()
     yield sim  # type: ignore[misc]
     sim.stop()
 

@@ -35,7 +35,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     ("args", "words"),
     [
         (["power", "status"], "required"),
-        ([*BASE], "one of the arguments --password-file"),
+        ([*BASE], "--password-file"),
         ([*BASE, "--password-file", "/nonexistent/pw"], "/nonexistent/pw"),
         ([*BASE, "--password-env", "FK_UNSET_VAR_X"], "FK_UNSET_VAR_X"),
         ([*BASE, "--password-env", "X", "--port", "70000"], "not a port"),
