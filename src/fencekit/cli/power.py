@@ -29,8 +29,10 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--port", type=_common.port_number, help="the BMC's port (IPMI 623)"
     )
-    parser.add_argument("--username", required=True)
-    _common.add_password_options(parser)
+    parser.add_argument(
+        "--username", help="the account (SNMPv3: the user name)"
+    )
+    _common.add_password_options(parser, required=False)
     parser.add_argument(
         "--cipher",
         type=int,
@@ -64,6 +66,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not verify the BMC's TLS certificate (logged)",
     )
+    _add_snmp_options(parser)
     parser.add_argument(
         "--timeout",
         type=_common.positive_float,
@@ -81,6 +84,55 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=handle)
 
 
+def _add_snmp_options(parser: argparse.ArgumentParser) -> None:
+    snmp = parser.add_argument_group(
+        "SNMP (snmp-port, snmp-pdu)",
+        "SNMPv3 takes the user from --username and the authentication"
+        " key from the --password-* options.",
+    )
+    snmp.add_argument(
+        "--plug", help="switch port (ifIndex, ifName or ifDescr) or outlet"
+    )
+    snmp.add_argument("--snmp-version", choices=("1", "2c", "3"), default="2c")
+    community = snmp.add_mutually_exclusive_group()
+    community.add_argument(
+        "--community-file", metavar="FILE", help="read the community from FILE"
+    )
+    community.add_argument(
+        "--community-env", metavar="VAR", help="read it from variable VAR"
+    )
+    snmp.add_argument("--auth-protocol", default="sha", help="SNMPv3 (sha)")
+    snmp.add_argument("--priv-protocol", default="aes", help="SNMPv3 (aes)")
+    snmp.add_argument(
+        "--priv-key-file", metavar="FILE", help="SNMPv3 privacy key file"
+    )
+    snmp.add_argument(
+        "--oper-status",
+        action="store_true",
+        help="snmp-port: a port is off only once ifOperStatus is not up",
+    )
+
+
+def _password(args: argparse.Namespace) -> Any:
+    """The password, required except by SNMP drivers (community)."""
+    from fencekit.errors import ConfigError
+    from fencekit.secrets import Secret
+
+    given = args.password_file or args.password_env or args.password_command
+    if args.driver.startswith("snmp-"):
+        return _common.password(args) if given else Secret("", source="none")
+    if not args.username:
+        raise ConfigError(
+            f"is required by driver {args.driver}", where="--username"
+        )
+    if not given:
+        raise ConfigError(
+            f"driver {args.driver} needs --password-file, --password-env"
+            " or --password-command"
+        )
+    return _common.password(args)
+
+
 def handle(args: argparse.Namespace) -> int:
     """Run the action; exit 0 only when it was verified."""
     from fencekit.power.drivers import build
@@ -90,8 +142,8 @@ def handle(args: argparse.Namespace) -> int:
         args.driver,
         args.host,
         port=args.port,
-        username=args.username,
-        password=_common.password(args),
+        username=args.username or "",
+        password=_password(args),
         options=_driver_options(args),
     )
     verification = Verification(timeout=args.timeout, settle=args.settle)
@@ -111,6 +163,8 @@ def _driver_options(args: argparse.Namespace) -> dict[str, Any]:
             "ca_file": args.ca_file,
             "insecure": args.insecure,
         }
+    if args.driver.startswith("snmp-"):
+        return _snmp_options(args)
     if args.driver != "ipmi":
         return {}
     options: dict[str, Any] = {
@@ -121,6 +175,24 @@ def _driver_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.kg_file:
         options["kg"] = from_file(args.kg_file)
     return options
+
+
+def _snmp_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "plug": args.plug,
+        "snmp_version": args.snmp_version,
+        "community_file": args.community_file,
+        "community_env": args.community_env,
+    }
+    if args.snmp_version == "3":
+        options.update(
+            auth_protocol=args.auth_protocol,
+            priv_protocol=args.priv_protocol,
+            priv_key_file=args.priv_key_file,
+        )
+    if args.driver == "snmp-port":
+        options["oper_status"] = args.oper_status
+    return {k: v for k, v in options.items() if v is not None}
 
 
 async def _run(driver: Any, action: Action, verification: Any) -> FenceOutcome:
