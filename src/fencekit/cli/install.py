@@ -11,6 +11,7 @@ is never overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -143,7 +144,17 @@ def _uninstall(item: Item, dry_run: bool) -> dict[str, str]:
         return {"path": str(path), "result": "refused"}
     if not dry_run:
         path.unlink()
+        _remove_if_empty(path.parent)
     return {"path": str(path), "result": "removed"}
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove fencekit's own OCF provider folder once it is empty."""
+    from fencekit.integrations.ocf import PROVIDER
+
+    if folder.name == PROVIDER:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _write(path: Path, text: str) -> None:
