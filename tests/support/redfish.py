@@ -262,7 +262,8 @@ class Behaviour:
         sessions: offer a SessionService.
         token_uses: a session token expires after this many requests.
         lag_reads: reads that still show the old state after a reset.
-        refuse: status and error body answered to every reset.
+        refuse: status and error body answered to resets.
+        refuse_times: refuse only this many resets (None: all).
         task_polls: answer resets with 202 and a task that runs for this
             many polls (0: no task).
         task_fails: the task ends in Exception.
@@ -281,6 +282,7 @@ class Behaviour:
     token_uses: int | None = None
     lag_reads: int = 0
     refuse: tuple[int, dict[str, Any]] | None = None
+    refuse_times: int | None = None
     task_polls: int = 0
     task_fails: bool = False
     fail_reads: int = 0
@@ -512,7 +514,9 @@ class FaultyRedfish:
                     "The action ComputerSystem.Reset is not supported.",
                 ),
             )
-        if b.refuse is not None:
+        if b.refuse is not None and b.refuse_times != 0:
+            if b.refuse_times is not None:
+                b.refuse_times -= 1
             return b.refuse[0], {}, b.refuse[1]
         value = (body or {}).get("FTSResetType" if oem else "ResetType")
         new = {
