@@ -40,6 +40,7 @@ from fencekit.clock import SYSTEM_CLOCK, Clock
 from fencekit.errors import ConfigError, FencekitError
 from fencekit.outcome import FenceOutcome
 from fencekit.probes import Probe, ProbeOutcome, build
+from fencekit.probes.base import close as close_probe
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -339,6 +340,8 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        for status in self._status.values():
+            await close_probe(status.spec.probe)
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
@@ -353,6 +356,7 @@ class Monitor:
         for name in list(self._status):
             if name not in wanted:
                 await self._cancel(name)
+                await close_probe(self._status[name].spec.probe)
                 del self._status[name]
         for name, spec in wanted.items():
             status = self._status.get(name)
@@ -362,6 +366,7 @@ class Monitor:
             if status is None:
                 self._status[name] = CheckStatus(spec)
             else:
+                await close_probe(status.spec.probe)
                 status.spec = spec
             if not self._stopped.is_set():
                 self._start(name)
@@ -751,7 +756,10 @@ class Agent:
             raise ConfigError("is required", where="target")
         options = with_target(spec.kind, spec.options, target)
         probe = build(spec.kind, options, f"modules.{module}")
-        outcome = await probe.run()
+        try:
+            outcome = await probe.run()
+        finally:
+            await close_probe(probe)
         return probe_exposition(outcome)
 
 

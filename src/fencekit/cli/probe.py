@@ -246,6 +246,15 @@ def _option_name(where: str) -> str:
     return "--" + where.split(".")[0].replace("_", "-")
 
 
+async def _once(probe: Any) -> Any:
+    from fencekit.probes.base import close
+
+    try:
+        return await probe.run()
+    finally:
+        await close(probe)
+
+
 def handle(args: argparse.Namespace) -> int:
     """Probe once; exit 0 when healthy, 1 when not."""
     from fencekit.errors import ConfigError
@@ -258,7 +267,7 @@ def handle(args: argparse.Namespace) -> int:
             message = exc.message.removeprefix(f"{exc.where}: ")
             raise ConfigError(message, where=_option_name(exc.where)) from exc
         raise
-    outcome = asyncio.run(probe.run())
+    outcome = asyncio.run(_once(probe))
 
     if outcome.healthy:
         text = f"{outcome.target}: healthy ({outcome.duration:.3f} s)"

@@ -21,6 +21,7 @@ __all__ = [
     "Probe",
     "ProbeOutcome",
     "ProbeTimeoutError",
+    "close",
     "in_thread",
 ]
 
@@ -84,6 +85,17 @@ class Probe(Protocol):
     async def run(self) -> ProbeOutcome:
         """Probe once within ``timeout`` seconds; never raises."""
         ...
+
+
+async def close(probe: Probe) -> None:
+    """Release what a probe keeps between runs (connections), if any.
+
+    A probe may define ``async close()``; the protocol does not require
+    it.
+    """
+    method = getattr(probe, "close", None)
+    if method is not None:
+        await method()
 
 
 class ProbeTimeoutError(Exception):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from fencekit._log import get_logger
 from fencekit.probes._options import Options
 from fencekit.probes.base import (
     Detail,
@@ -101,6 +102,11 @@ class HttpProbe:
         )
         self.ip_version = ip_version
         self._session: Any = None
+        if not verify_tls:
+            _quiet_insecure_warning()
+            get_logger(__name__).warning(
+                "tls_verification_disabled", target=url
+            )
 
     async def run(self) -> ProbeOutcome:
         """Send the request and judge the answer; never raises."""
@@ -119,6 +125,12 @@ class HttpProbe:
             details["tls_expiry_timestamp"] = expiry
         reason = self._judge(status, headers, body)
         return outcome(self, started, not reason, reason, details)
+
+    async def close(self) -> None:
+        """Close the kept-alive connections."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def _judge(self, status: int, headers: Any, body: str) -> str:
         if self.expect_status:
@@ -190,6 +202,20 @@ class HttpProbe:
             session.mount("https://", adapter)
         self._session = session
         return session
+
+
+def _quiet_insecure_warning() -> None:
+    """Drop urllib3's per-request InsecureRequestWarning.
+
+    The probe logs one WARNING when it is built instead. The filter is
+    process-wide: ``warnings.catch_warnings`` is not thread-safe, and
+    requests run in the probe threads.
+    """
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
 
 class _RequestFailedError(Exception):

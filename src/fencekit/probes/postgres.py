@@ -129,9 +129,13 @@ class PostgresProbe:
 
 
 def _reason(exc: BaseException) -> str:
-    """libpq's own message, last line first: it names the real cause."""
+    """The server's own message when it sent one, else libpq's."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return " ".join(str(primary).split())[:300]
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(exc).__name__
+    text = lines[0] if lines else type(exc).__name__
     return " ".join(text.split())[:300]
 
 
