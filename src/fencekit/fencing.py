@@ -507,13 +507,18 @@ class Fencer:
                 await node_lock.acquire(deadline - self._clock.monotonic())
             except DeviceTimeoutError as exc:
                 outcome = _failed(node, action, [exc], 0, 0, 0.0)
-            else:
-                try:
-                    outcome = await self._levels(
-                        node, action, deadline, record
-                    )
-                finally:
-                    node_lock.release()
+                return await self._finish(outcome, start, record)
+            try:
+                outcome = await self._levels(node, action, deadline, record)
+                # Recorded under the lock: the next fencer of this node
+                # finds this outcome in the journal before it acts.
+                return await self._finish(outcome, start, record)
+            finally:
+                node_lock.release()
+
+    async def _finish(
+        self, outcome: FenceOutcome, start: float, record: _Recorder
+    ) -> FenceOutcome:
         outcome = dataclasses.replace(
             outcome, duration=self._clock.monotonic() - start
         )

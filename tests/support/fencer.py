@@ -25,6 +25,7 @@ def write_inventory(
     fencer: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an inventory: node ``N`` is fenced by device ``bmc-N``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     settings = {
         "run_dir": str(path.parent / "run"),
         "journal": str(path.parent / "journal.jsonl"),
