@@ -93,7 +93,126 @@ IPMI = PowerAgent(
     options=_ipmi_options,
 )
 
-POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (IPMI,)
+
+def _redfish_options(request: Request) -> dict[str, Any]:
+    options = request.options
+    result: dict[str, Any] = {
+        "insecure": options.boolean("ssl_insecure"),
+        "auth": options.choice("auth") or "auto",
+    }
+    for name, key in (("systems_uri", "system"), ("ssl_ca_file", "ca_file")):
+        value = options.string(name)
+        if value:
+            result[key] = value
+    return result
+
+
+def _irmc_options(request: Request) -> dict[str, Any]:
+    from fencekit.secrets import from_file
+
+    options = request.options
+    result = _redfish_options(request)
+    if not options.boolean("ipmi_fallback"):
+        return result
+    result["ipmi_fallback"] = True
+    port = options.integer("ipmi_port")
+    if port is not None:
+        result["ipmi_port"] = port
+    user = options.string("ipmi_username")
+    if user:
+        result["ipmi_username"] = user
+    password_file = options.string("ipmi_password_file")
+    if password_file:
+        result["ipmi_password"] = from_file(password_file)
+    cipher = options.choice("ipmi_cipher")
+    if cipher:
+        result["ipmi_cipher"] = int(cipher)
+    return result
+
+
+_REDFISH_PARAMETERS = (
+    Parameter(
+        "systems_uri",
+        "string",
+        "The system to act on: its id, URI, UUID or serial number (default:"
+        " the only system of the service)",
+    ),
+    Parameter(
+        "ssl_ca_file",
+        "string",
+        "PEM file of the CA that signed the BMC's certificate (default: the"
+        " system's trust store)",
+    ),
+    Parameter(
+        "ssl_insecure",
+        "boolean",
+        "Do not verify the BMC's certificate (logged as a warning)",
+        default="0",
+    ),
+    Parameter(
+        "auth",
+        "select",
+        "Authentication: a Redfish session when offered (auto), always a"
+        " session, or HTTP Basic",
+        default="auto",
+        choices=("auto", "session", "basic"),
+    ),
+)
+
+REDFISH = PowerAgent(
+    driver="redfish",
+    shortdesc="Fence a node through its BMC with Redfish (fencekit)",
+    longdesc=(
+        "fence_fencekit_redfish switches a node's power with the Redfish"
+        " ComputerSystem.Reset action over HTTPS, choosing a reset type"
+        " the system allows, on one connection per BMC."
+    ),
+    parameters=_REDFISH_PARAMETERS,
+    options=_redfish_options,
+)
+
+IRMC = PowerAgent(
+    driver="irmc",
+    shortdesc="Fence a Fujitsu PRIMERGY server through its iRMC (fencekit)",
+    longdesc=(
+        "fence_fencekit_irmc switches a PRIMERGY server's power through"
+        " its iRMC: Redfish first (system 0 by default), and optionally"
+        " IPMI when Redfish cannot be reached (iRMC S6 from firmware 2.00"
+        " turns IPMI over LAN off by default)."
+    ),
+    parameters=(
+        *_REDFISH_PARAMETERS,
+        Parameter(
+            "ipmi_fallback",
+            "boolean",
+            "Use IPMI when the iRMC's Redfish service cannot be reached",
+            default="0",
+        ),
+        Parameter(
+            "ipmi_port", "integer", "UDP port of the iRMC's IPMI service"
+        ),
+        Parameter(
+            "ipmi_username",
+            "string",
+            "IPMI account, when it differs from username",
+        ),
+        Parameter(
+            "ipmi_password_file",
+            "string",
+            "Read the IPMI account's password from this file, when it"
+            " differs from the Redfish one",
+        ),
+        Parameter(
+            "ipmi_cipher",
+            "select",
+            "Pin the IPMI cipher suite",
+            choices=("3", "17"),
+        ),
+    ),
+    options=_irmc_options,
+)
+
+POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (IPMI, REDFISH, IRMC)
 
 
 def _available() -> dict[str, AgentSpec]:
@@ -126,7 +245,7 @@ def render_script(name: str, interpreter: str) -> str:
     return (
         f"#!{interpreter}\n"
         f"{MARKER}\n"
-        f'"""Pacemaker fence agent {name}: fencekit\'s {name[15:]} agent."""\n'
+        f'"""Pacemaker fence agent {name}, from fencekit."""\n'
         "import sys\n\n"
         "from fencekit.integrations.agents import run_fence_agent\n\n"
         f'sys.exit(run_fence_agent("{name}"))\n'

@@ -225,7 +225,7 @@ class PowerAgent:
     @property
     def name(self) -> str:
         """The agent's executable name."""
-        return f"fence_fencekit_{self.driver}"
+        return "fence_fencekit_" + self.driver.replace("-", "_")
 
 
 def power_spec(agent: PowerAgent) -> AgentSpec:
