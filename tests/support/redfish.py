@@ -314,6 +314,7 @@ class FaultyRedfish:
         self.seen: list[Seen] = []
         self.connections = 0
         self.tokens: dict[str, int] = {}
+        self.session_ids: dict[str, str] = {}
         self.deleted: list[str] = []
         self.resets: list[Any] = []
         self.released = threading.Event()
@@ -387,7 +388,7 @@ class FaultyRedfish:
         if not self._authorised(headers):
             return 401, {}, _error("Base.1.0.NoValidSession", "Log in first")
         if method == "DELETE" and path.startswith(sessions + "/"):
-            token = path.rsplit("/", 1)[-1]
+            token = self.session_ids.pop(path.rsplit("/", 1)[-1], "")
             self.deleted.append(token)
             self.tokens.pop(token, None)
             return 204, {}, None
@@ -433,11 +434,13 @@ class FaultyRedfish:
         )
         if not ok:
             return 401, {}, _error("Base.1.0.GeneralError", "Login failed")
-        token = uuid.uuid4().hex
+        # As on real services, the session's id is not its token.
+        token, ident = uuid.uuid4().hex, uuid.uuid4().hex[:8]
         self.tokens[token] = 0
-        uri = f"/redfish/v1/SessionService/Sessions/{token}"
+        self.session_ids[ident] = token
+        uri = f"/redfish/v1/SessionService/Sessions/{ident}"
         headers = {"X-Auth-Token": token, "Location": uri}
-        return 201, headers, {"@odata.id": uri, "Id": token}
+        return 201, headers, {"@odata.id": uri, "Id": ident}
 
     def _authorised(self, headers: dict[str, str]) -> bool:
         token = headers.get("x-auth-token")
