@@ -73,6 +73,7 @@ def configure(
     verbosity: int = 0,
     json: bool | None = None,
     stream: TextIO | None = None,
+    quiet: bool = False,
 ) -> None:
     """Configure structlog for an entry point.
 
@@ -81,11 +82,15 @@ def configure(
         json: force JSON lines (True) or console output (False); by
             default JSON unless the stream is a terminal.
         stream: where to write; standard error by default.
+        quiet: log errors only, whatever ``verbosity`` says (commands
+            whose own output already tells the story).
     """
     out = stream if stream is not None else sys.stderr
     if json is None:
         json = not out.isatty()
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    if quiet:
+        level = logging.ERROR
     as_json = json
 
     def apply() -> None:

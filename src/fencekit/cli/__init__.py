@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fencekit.cli import _common, agent, fence, install, power, probe
+from fencekit.cli import _common, agent, demo, fence, install, power, probe
 
 __all__ = ["main"]
 
-_COMMANDS = (power, fence, install, probe, agent)
+_COMMANDS = (power, fence, install, probe, agent, demo)
 
 
 class _Parser(argparse.ArgumentParser):

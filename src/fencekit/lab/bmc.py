@@ -222,14 +222,7 @@ class IpmiSimBmc(LabBmc):
 
 
 def _ipmi_sim() -> str | None:
-    found = shutil.which("ipmi_sim")
-    if found:
-        return found
-    return (
-        "/usr/bin/ipmi_sim"
-        if os.access("/usr/bin/ipmi_sim", os.X_OK)
-        else None
-    )
+    return shutil.which("ipmi_sim")
 
 
 class SimulatedBmc(LabBmc):

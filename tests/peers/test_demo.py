@@ -1,0 +1,61 @@
+"""`fencekit demo`: the whole takeover on the embedded lab."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import peers
+
+FENCEKIT = str(Path(sys.executable).with_name("fencekit"))
+
+
+def run_demo(
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FENCEKIT, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def assert_takeover(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "check web-b is down after 3 failures" in out
+    assert "node-b fenced through bmc-b (ipmi): verified OFF" in out
+    assert "node-b's BMC reads power off" in out
+    assert "node-a's BMC reads power on" in out
+    assert "journal records: requested, attempt, outcome" in out
+    assert 'fencekit_fence_operations_total{action="off",node="node-b"' in out
+    assert re.search(r"summary: detection \d+\.\d+ s .* verified: yes", out)
+    lab = re.search(r"lab in (\S+)", out)
+    assert lab and not Path(lab.group(1)).exists(), "nothing left behind"
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_with_ipmi_sim() -> None:
+    """With OpenIPMI installed, the demo fences node-b on ipmi_sim."""
+    peers.require("ipmi_sim")
+
+    done = run_demo()
+
+    assert "BMC (ipmi_sim)" in done.stdout
+    assert_takeover(done)
+
+
+def test_demo_with_the_simulated_bmc_only() -> None:
+    """Without ipmi_sim on the PATH, fencekit's own BMC is used."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+
+    done = run_demo(env)
+
+    assert "BMC (simulated-bmc, cipher suite 3)" in done.stdout
+    assert_takeover(done)
