@@ -192,6 +192,10 @@ def parse_paths(text: str) -> dict[str, MapHealth]:
     Values are cut at the header's column positions, since multipathd
     pads every column to its widest value.
 
+    TODO: path rows do not say whether a map queues I/O, so a map read
+    this way never shows as queueing with no paths; the ``json`` source
+    does.
+
     Raises:
         MultipathParseError: the header lacks a needed column.
     """
