@@ -605,6 +605,9 @@ def _error(message_id: str, message: str = "") -> dict[str, Any]:
 def _handler_for(service: FaultyRedfish) -> type:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes; without TCP_NODELAY the
+        # second waits for the client's delayed ACK (about 40 ms).
+        disable_nagle_algorithm = True
 
         def setup(self) -> None:
             service.connections += 1

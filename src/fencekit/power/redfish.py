@@ -1022,6 +1022,10 @@ class _Client:
         if self._http is None:
             import requests
 
+            # TODO: no per-device TLS protocol or cipher override; iRMC S4
+            # firmware reported to need legacy ciphers (OpenSSL SECLEVEL=0)
+            # cannot be reached until an HTTPAdapter with its own context
+            # is offered as an option.
             http = requests.Session()
             # requests lets REQUESTS_CA_BUNDLE (and .netrc, proxies) from
             # the environment override Session.verify: a BMC's trust is
