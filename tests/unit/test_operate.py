@@ -46,6 +46,7 @@ async def test_off_on_a_node_already_off_sends_nothing() -> None:
     assert outcome.success
     assert outcome.commands_sent == 0
     assert driver.commands == []
+    assert driver.reads == 2, "the first reading counts toward settle"
 
 
 async def test_settle_resets_when_a_reading_flips_back() -> None:

@@ -120,15 +120,14 @@ class _Run:
                 self.unanswered = exc
                 return
 
-    async def confirm(self, target: PowerState) -> None:
+    async def confirm(self, target: PowerState, streak: int = 0) -> None:
         """Read until ``target`` is seen ``settle`` times in a row.
 
         Raises:
             NotConfirmedError: the deadline passed first.
         """
-        streak = 0
         cause = self.unanswered
-        while not self.expired():
+        while streak < self.settle and not self.expired():
             try:
                 state = await self.read()
             except AuthenticationError:
@@ -141,11 +140,11 @@ class _Run:
                 continue
             if state is target:
                 streak += 1
-                if streak >= self.settle:
-                    return
                 continue
             streak = 0
             await self.clock.sleep(min(self.interval, self.remaining()))
+        if streak >= self.settle:
+            return
 
         sent = "no answer to the command; " if self.unanswered else ""
         raise NotConfirmedError(
@@ -157,10 +156,16 @@ class _Run:
         ) from cause
 
     async def drive(self, action: Action) -> None:
-        """Bring the node to the action's state, sending only if needed."""
+        """Bring the node to the action's state, sending only if needed.
+
+        When the first reading already shows the wanted state, it counts
+        as the first of the ``settle`` readings.
+        """
         target = _TARGET[action]
-        if await self.read() is not target:
-            await self.send(action)
+        if await self.read() is target:
+            await self.confirm(target, streak=1)
+            return
+        await self.send(action)
         await self.confirm(target)
 
 
