@@ -253,14 +253,42 @@ def new_engine(engine_id: str | None = None) -> Any:
     pysnmp 7 keeps per-peer state in an engine, and informs sent from an
     engine that earlier sent GETs to other peers time out although they
     arrive, so notifications never share an engine with requests.
+
+    fencekit speaks only numeric OIDs, so the engine is given a MIB
+    compiler that compiles nothing: otherwise pysnmp 7.1, whenever pysmi
+    is installed, attaches pysmi on the first var-bind it resolves
+    (through deprecated pysmi names that warn) and would compile MIB
+    files found under /usr/share/snmp/mibs.
     """
     api = hlapi()
     if engine_id is None:
-        return api.SnmpEngine()
-    from pysnmp.proto.rfc1902 import OctetString
+        engine = api.SnmpEngine()
+    else:
+        from pysnmp.proto.rfc1902 import OctetString
 
-    hex_id = engine_id.removeprefix("0x")
-    return api.SnmpEngine(OctetString(hexValue=hex_id))
+        hex_id = engine_id.removeprefix("0x")
+        # pysnmp 7.1 reads the engine's boots counter from
+        # $TMPDIR/__pysnmp/<engine id>/boots with open().read() and
+        # never closes the file: a ResourceWarning with no consequence.
+        # TODO: that counter lives under the temporary directory; when
+        # it is cleared (reboot), boots restarts at 1 and a manager
+        # that remembers a higher count may drop SNMPv3 traps (RFC 3414
+        # section 3.2 step 7) until it forgets; informs are unaffected,
+        # as their receiver is the authoritative engine.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            engine = api.SnmpEngine(OctetString(hexValue=hex_id))
+    mib_builder = engine.get_mib_builder()
+    own_mibs = mib_builder.get_mib_sources()[0].full_path()
+    mib_builder.set_mib_compiler(_NoMibCompiler(), own_mibs)
+    return engine
+
+
+class _NoMibCompiler:
+    """A MIB compiler that finds nothing (see :func:`new_engine`)."""
+
+    def compile(self, *names: str, **_options: Any) -> dict[str, str]:
+        return {name: "missing" for name in names}
 
 
 def close_engine(engine: Any) -> None:

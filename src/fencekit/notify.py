@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import string
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -152,8 +153,10 @@ CHECK_STATE_VALUES: Final[Mapping[str, int]] = {
     "unknown": 3,
 }
 
-# SNMPv2-MIB snmpTrapOID.0 (RFC 3418): the notification's identity.
+# SNMPv2-MIB (RFC 3418): snmpTrapOID.0, the notification's identity,
+# and sysUpTime.0, which RFC 3416 section 4.2.6 puts first.
 _SNMP_TRAP_OID: Final = "1.3.6.1.6.3.1.1.4.1.0"
+_SYS_UPTIME: Final = "1.3.6.1.2.1.1.3.0"
 # DisplayString (RFC 2579): printable ASCII, at most 255 octets.
 _TEXT_MAX: Final = 255
 _PRINTABLE: Final = frozenset(string.printable) - set("\x0b\x0c")
@@ -430,6 +433,7 @@ class Notifier:
         self._engines: dict[int, Any] = {}
         self._pending: set[asyncio.Task[list[Delivery]]] = set()
         self._log = get_logger(__name__)
+        self._started = time.monotonic()
 
     def __repr__(self) -> str:
         labels = ", ".join(d.label for d in self.destinations)
@@ -483,7 +487,7 @@ class Notifier:
                     destination.host,
                     destination.port,
                     inform=destination.inform,
-                    var_binds=notification.var_binds(self.mib_root),
+                    var_binds=self._var_binds(notification),
                     timeout=destination.timeout,
                     retries=destination.retries if destination.inform else 0,
                 ),
@@ -501,6 +505,15 @@ class Notifier:
             error.__cause__ = exc
         self._report(destination, notification, error)
         return Delivery(destination.label, notification.name, error)
+
+    def _var_binds(self, notification: Notification) -> list[tuple[str, Any]]:
+        """sysUpTime.0 (hundredths of a second since this notifier was
+        made), then the notification's own var-binds."""
+        from pysnmp.proto.rfc1902 import TimeTicks
+
+        ticks = int((time.monotonic() - self._started) * 100) % 2**32
+        uptime = (_SYS_UPTIME, TimeTicks(ticks))
+        return [uptime, *notification.var_binds(self.mib_root)]
 
     def _report(
         self,
@@ -657,28 +670,31 @@ def _destination(name: str, entry: Any, where: str) -> Destination:
     if not isinstance(entry, Mapping):
         raise ConfigError("must be a table", where=where)
     options = Options(entry, where)
+    # Options.fail already names the key in full: only the errors of
+    # the constructors below need the table's location added.
+    mode = options.choice("mode", ("trap", "inform"), "trap")
+    values = {
+        "version": options.choice("version", ("2c", "3"), "2c"),
+        "community": options.secret("community"),
+        "user": options.text("user", None),
+        "auth_protocol": options.choice("auth_protocol", _auth_names(), "sha"),
+        "auth_key": options.secret("auth_key"),
+        "priv_protocol": options.choice("priv_protocol", _priv_names(), "aes"),
+        "priv_key": options.secret("priv_key"),
+        "engine_id": options.text("engine_id", None),
+    }
+    host = options.text("host")
+    port = options.integer("port", 162, minimum=1)
+    timeout = float(options.number("timeout", 5.0, minimum=0.001))
+    retries = options.integer("retries", 2)
     with options.located():
-        mode = options.choice("mode", ("trap", "inform"), "trap")
         destination = Destination(
-            host=options.text("host"),
-            port=options.integer("port", 162, minimum=1),
-            credentials=SnmpCredentials(
-                version=options.choice("version", ("2c", "3"), "2c"),
-                community=options.secret("community"),
-                user=options.text("user", None),
-                auth_protocol=options.choice(
-                    "auth_protocol", _auth_names(), "sha"
-                ),
-                auth_key=options.secret("auth_key"),
-                priv_protocol=options.choice(
-                    "priv_protocol", _priv_names(), "aes"
-                ),
-                priv_key=options.secret("priv_key"),
-                engine_id=options.text("engine_id", None),
-            ),
+            host=host,
+            port=port,
+            credentials=SnmpCredentials(**values),
             inform=mode == "inform",
-            timeout=float(options.number("timeout", 5.0, minimum=0.001)),
-            retries=options.integer("retries", 2),
+            timeout=timeout,
+            retries=retries,
             name=name,
         )
     options.finish()

@@ -15,12 +15,14 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support import peers
 
 HERE = Path(__file__).parent / "snmp"
+_D = TypeVar("_D", bound="_Daemon")
 
 #: The SNMPv3 engine ID the notifier uses for traps in the tests; the
 #: trap user is created under it in snmptrapd (the sender of a trap is
@@ -306,9 +308,10 @@ def snmpget(
     conf = confdir / "snmp.conf"
     conf.write_text(f"defVersion 2c\ndefCommunity {community}\n")
     conf.chmod(0o600)
+    argv = [binary, "-m", "", "-Oqv", "-r", "0", "-t", "1"]
+    argv += [f"127.0.0.1:{port}", oid]
     done = subprocess.run(
-        [binary, "-m", "", "-Oqv", "-r", "0", "-t", "1"]
-        + [f"127.0.0.1:{port}", oid],
+        argv,
         capture_output=True,
         text=True,
         timeout=15,
@@ -318,3 +321,20 @@ def snmpget(
     if done.returncode != 0:
         return None
     return done.stdout.strip()
+
+
+def secret_file(folder: Path, name: str, value: str) -> Path:
+    """A 0600 file holding ``value``, for ``*_file`` options."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def serve(daemon: _D) -> Iterator[_D]:
+    """Start ``daemon`` for a fixture, and stop it by PID afterwards."""
+    try:
+        yield daemon.start()  # type: ignore[attr-defined]
+    finally:
+        daemon.stop()

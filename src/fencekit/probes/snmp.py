@@ -215,23 +215,30 @@ def from_options(table: Mapping[str, Any], where: str = "") -> SnmpProbe:
         SecretError: a credential source gave no secret.
     """
     opts = Options(table, where)
+    # Options.fail already names the key in full: only the errors of
+    # the constructors below need the table's location added.
+    values = {
+        "version": opts.choice("version", ("1", "2c", "3"), "2c"),
+        "community": opts.secret("community"),
+        "user": opts.text("user", None),
+        "auth_protocol": opts.choice("auth_protocol", AUTH_PROTOCOLS, "sha"),
+        "auth_key": opts.secret("auth_key"),
+        "priv_protocol": opts.choice("priv_protocol", PRIV_PROTOCOLS, "aes"),
+        "priv_key": opts.secret("priv_key"),
+    }
+    host = opts.text("host")
+    expectations = _expectations(opts)
+    port = opts.integer("port", 161, minimum=1)
+    timeout = opts.number("timeout", 5.0, minimum=0.001)
+    retries = opts.integer("retries", 1)
     with opts.located():
-        credentials = SnmpCredentials(
-            version=opts.choice("version", ("1", "2c", "3"), "2c"),
-            community=opts.secret("community"),
-            user=opts.text("user", None),
-            auth_protocol=opts.choice("auth_protocol", AUTH_PROTOCOLS, "sha"),
-            auth_key=opts.secret("auth_key"),
-            priv_protocol=opts.choice("priv_protocol", PRIV_PROTOCOLS, "aes"),
-            priv_key=opts.secret("priv_key"),
-        )
         probe = SnmpProbe(
-            opts.text("host"),
-            _expectations(opts),
-            credentials=credentials,
-            port=opts.integer("port", 161, minimum=1),
-            timeout=opts.number("timeout", 5.0, minimum=0.001),
-            retries=opts.integer("retries", 1),
+            host,
+            expectations,
+            credentials=SnmpCredentials(**values),
+            port=port,
+            timeout=timeout,
+            retries=retries,
         )
     opts.finish()
     return probe
@@ -247,17 +254,16 @@ def _expectations(opts: Options) -> list[Expectation]:
         if not isinstance(entry, Mapping):
             raise opts.fail(at, "must be a table")
         inner = Options(entry, opts.where(at))
+        values = {
+            "oid": inner.text("oid"),
+            "name": inner.text("name", ""),
+            "equals": _scalar(inner, "equals"),
+            "minimum": inner.number("min", None, minimum=-1e18),
+            "maximum": inner.number("max", None, minimum=-1e18),
+            "matches": inner.text("matches", None),
+        }
         with inner.located():
-            built.append(
-                Expectation(
-                    oid=inner.text("oid"),
-                    name=inner.text("name", ""),
-                    equals=_scalar(inner, "equals"),
-                    minimum=inner.number("min", None, minimum=-1e18),
-                    maximum=inner.number("max", None, minimum=-1e18),
-                    matches=inner.text("matches", None),
-                )
-            )
+            built.append(Expectation(**values))
         inner.finish()
     return built
 
