@@ -303,6 +303,12 @@ class _Reader:
         fencer = self.fencer(self.table(data, "fencer", ""))
         devices = self.devices(self.table(data, "devices", ""))
         nodes = self.nodes(data.get("nodes", []), devices)
+        for index, node in enumerate(nodes.values()):
+            if node.delay >= fencer.fence_timeout:
+                raise self.fail(
+                    f"nodes[{index}].delay",
+                    "must be shorter than fencer.fence_timeout",
+                )
         if fencer.local_node is not None and fencer.local_node not in nodes:
             raise self.fail("fencer.local_node", "names no node")
         return Inventory(cluster, nodes, devices, fencer, self.path)

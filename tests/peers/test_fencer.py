@@ -298,3 +298,40 @@ def test_canary_password_never_leaks(
         assert canary not in done.stdout
         assert canary not in done.stderr
     assert canary not in (tmp_path / "journal.jsonl").read_text()
+
+
+def test_example_inventory_commands(
+    ipmi_sim_factory: Factory, tmp_path: Path
+) -> None:
+    """contrib's example inventory drives nodes, check, fence, history."""
+    example = Path(__file__).parents[2] / "contrib/inventory.example.toml"
+    sims = {n: ipmi_sim_factory(n, user="fence") for n in ("node-a", "node-b")}
+    text = example.read_text()
+    for name, old in (("node-a", "10.0.0.11"), ("node-b", "10.0.0.12")):
+        sim = sims[name]
+        text = text.replace(
+            f'host = "{old}"', f'host = "{sim.host}"\nport = {sim.port}'
+        )
+    text = text.replace(
+        "/etc/fencekit/bmc-a.pass", str(sims["node-a"].password_file())
+    )
+    text = text.replace("/run/fencekit", str(tmp_path / "run"))
+    text = text.replace("/var/lib/fencekit", str(tmp_path))
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(text)
+    env = dict(os.environ, FENCEKIT_BMC_B_PASSWORD=sims["node-b"].password)
+    config = ("--config", str(inventory))
+
+    nodes = fencekit("nodes", *config, env=env)
+    check = fencekit("check", *config, env=env)
+    fence = fencekit("fence", "node-b", *config, env=env)
+    history = fencekit("history", "node-b", *config, env=env)
+
+    assert nodes.returncode == 0, nodes.stderr
+    assert "node-a (id 1, 10.0.1.1): levels bmc-a, delay 5 s" in nodes.stdout
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.count(": ok, power on") == 2
+    assert fence.returncode == 0, fence.stderr
+    assert sims["node-b"].ipmitool_status() == "off"
+    assert sims["node-a"].ipmitool_status() == "on"
+    assert "outcome success through bmc-b" in history.stdout

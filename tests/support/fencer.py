@@ -76,13 +76,13 @@ def fencekit(
     *args: str, timeout: float = 60, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
     """Run the ``fencekit`` command in a child process, no terminal."""
+    kwargs.setdefault("env", dict(os.environ))
     return subprocess.run(
         [sys.executable, "-m", "fencekit.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
-        env=dict(os.environ),
         check=False,
         **kwargs,
     )

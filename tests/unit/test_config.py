@@ -159,6 +159,11 @@ BAD = [
         "nodes[0].delay: must be a number of seconds",
     ),
     (
+        "delay longer than the fence",
+        GOOD.replace("delay = 2.5", "delay = 30"),
+        "nodes[0].delay: must be shorter than fencer.fence_timeout",
+    ),
+    (
         "not TOML",
         GOOD + "\n[[nodes]\n",
         "not valid TOML",
