@@ -342,3 +342,64 @@ async def test_irmc_driver_on_its_redfish_path(faulty: FaultyRedfish) -> None:
         ("ComputerSystem.Reset", {"ResetType": "ForceOff"})
     ]
     assert len(faulty.deleted) == 1
+
+
+async def test_inventory_options_reach_the_driver(
+    faulty: FaultyRedfish,
+) -> None:
+    """drivers.build passes system, ca_file and auth through to Redfish."""
+    from fencekit.power.drivers import build
+
+    driver = build(
+        "redfish",
+        faulty.host,
+        port=faulty.port,
+        username=faulty.user,
+        password=Secret(faulty.password),
+        options={
+            "system": "/redfish/v1/Systems/node1",
+            "ca_file": str(faulty.pki.ca_file),
+            "auth": "basic",
+        },
+    )
+
+    async with driver:  # type: ignore[attr-defined]
+        outcome = await attempt(driver, Action.OFF, verification=FAST)
+
+    assert outcome.success, outcome.reason
+    assert outcome.method == "redfish"
+    assert faulty.paths("POST") == [
+        "/redfish/v1/Systems/node1/Actions/ComputerSystem.Reset"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("driver", "options", "where"),
+    [
+        ("redfish", {"cipher": 3}, "cipher"),
+        ("redfish", {"ipmi_fallback": True}, "ipmi_fallback"),
+        ("irmc", {"ipmi_port": 623}, "ipmi_fallback"),
+        (
+            "irmc",
+            {"ipmi_fallback": True, "ipmi_password": "x"},
+            "ipmi_password",
+        ),
+    ],
+)
+def test_inventory_option_errors_name_the_option(
+    driver: str, options: dict[str, Any], where: str
+) -> None:
+    """An option the driver does not take is a ConfigError naming it."""
+    from fencekit.errors import ConfigError
+    from fencekit.power.drivers import build
+
+    with pytest.raises(ConfigError) as caught:
+        build(
+            driver,
+            "127.0.0.1",
+            username="u",
+            password=Secret("p"),
+            options=options,
+        )
+
+    assert caught.value.where == where

@@ -48,7 +48,7 @@ class IrmcDriver:
         insecure: do not verify the iRMC's certificate.
         auth: Redfish authentication: ``auto``, ``session`` or ``basic``.
         ipmi_fallback: use IPMI when Redfish cannot be reached.
-        ipmi_port: the IPMI UDP port.
+        ipmi_port: the IPMI UDP port (623).
         ipmi_username: the IPMI account, the Redfish one by default.
         ipmi_password: its password, the Redfish one by default.
         ipmi_cipher: pin the IPMI cipher suite (3 or 17).
@@ -71,17 +71,22 @@ class IrmcDriver:
         insecure: bool = False,
         auth: str = "auto",
         ipmi_fallback: bool = False,
-        ipmi_port: int = 623,
+        ipmi_port: int | None = None,
         ipmi_username: str | None = None,
         ipmi_password: Secret | None = None,
         ipmi_cipher: int | None = None,
         connect_timeout: float | None = None,
     ) -> None:
-        wants_ipmi = ipmi_fallback or ipmi_username or ipmi_password
-        if wants_ipmi and not ipmi_fallback:
+        ipmi_given = (ipmi_port, ipmi_username, ipmi_password, ipmi_cipher)
+        if not ipmi_fallback and any(v is not None for v in ipmi_given):
             raise ConfigError(
                 "IPMI credentials given but ipmi_fallback is off",
                 where="ipmi_fallback",
+            )
+        if ipmi_password is not None and not isinstance(ipmi_password, Secret):
+            raise ConfigError(
+                "must come from a credential source, never inline",
+                where="ipmi_password",
             )
         if connect_timeout is None and ipmi_fallback:
             connect_timeout = _FALLBACK_CONNECT
@@ -106,7 +111,7 @@ class IrmcDriver:
                 host,
                 username=ipmi_username or username,
                 password=ipmi_password or password,
-                port=ipmi_port,
+                port=623 if ipmi_port is None else ipmi_port,
                 cipher=ipmi_cipher,
             )
         self.device = self._redfish.device
