@@ -168,13 +168,15 @@ def test_ocf_tester_passes(
 
 
 def _stonith_device(sim: IpmiSim, journal: Path) -> str:
+    # One device for the cluster, its BMCs in host_map; Pacemaker asks
+    # the agent's list action which nodes it can fence.
     attrs = {
-        "ip": f"{sim.host}:{sim.port}",
+        "host_map": f"node-b={sim.host}:{sim.port};node-c=127.0.0.1:9",
         "username": sim.user,
         "password_file": str(sim.password_file()),
         "journal": str(journal),
         "power_timeout": "20",
-        "pcmk_host_list": "node-b",
+        "pcmk_host_check": "dynamic-list",
     }
     pairs = "".join(
         f'<nvpair id="fence-node-b-{k}" name="{k}" value="{v}"/>'
