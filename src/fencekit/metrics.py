@@ -272,7 +272,12 @@ class AgentMetrics:
         return changes
 
     def _details(self) -> Iterator[Metric]:
-        families: dict[str, GaugeMetricFamily] = {}
+        # Every family is exposed even without samples, so that alert
+        # rules and dashboards find their names on any agent.
+        families = {
+            metric: GaugeMetricFamily(metric, help_text, labels=["check"])
+            for metric, help_text in DETAILS.values()
+        }
         paths = _multipath_families()
         for status in self._statuses():
             outcome = status.last
@@ -282,14 +287,7 @@ class AgentMetrics:
             for key, value in outcome.details.items():
                 if key not in DETAILS or isinstance(value, str):
                     continue
-                metric, help_text = DETAILS[key]
-                family = families.get(metric)
-                if family is None:
-                    family = GaugeMetricFamily(
-                        metric, help_text, labels=["check"]
-                    )
-                    families[metric] = family
-                family.add_metric([name], float(value))
+                families[DETAILS[key][0]].add_metric([name], float(value))
             if outcome.kind == "multipath":
                 _add_multipath(paths, [name], outcome)
         yield from families.values()

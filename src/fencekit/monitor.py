@@ -1010,7 +1010,10 @@ def _module(name: str, table: Any, at: _Locator) -> ModuleSpec:
     options = {k: v for k, v in table.items() if k != "kind"}
     # Build once with a placeholder target so that a bad option fails at
     # load time, not at the first scrape.
-    build(kind, with_target(kind, options, "127.0.0.1:1"), at(where))
+    placeholder = {"url": "http://127.0.0.1:1/", "path": "/dev/null"}.get(
+        _PROBE_TARGETS[kind], "127.0.0.1:1"
+    )
+    build(kind, with_target(kind, options, placeholder), at(where))
     return ModuleSpec(name=name, kind=kind, options=options)
 
 

@@ -37,6 +37,7 @@ class HttpServer:
         mode: ``ok`` or ``hang``.
         tls: serve HTTPS with a certificate from a fresh trustme CA.
         expires_in: the server certificate's remaining validity.
+        port: the port (a restarted service); a free one by default.
     """
 
     def __init__(
@@ -46,12 +47,13 @@ class HttpServer:
         mode: str = "ok",
         tls: bool = False,
         expires_in: datetime.timedelta | None = None,
+        port: int | None = None,
     ) -> None:
         self.folder = folder
         self.mode = mode
         self.tls = tls
         self.expires_in = expires_in
-        self.port = free_port()
+        self.port = port or free_port()
         self.ca_file: Path | None = None
         self.not_after: datetime.datetime | None = None
         self.process: subprocess.Popen[bytes] | None = None

@@ -151,7 +151,8 @@ class Options:
         try:
             yield
         except ConfigError as exc:
-            if not self._where or exc.where is None:
+            located = exc.where is None or exc.where.startswith(self._where)
+            if not self._where or located:
                 raise
             message = exc.message.removeprefix(f"{exc.where}: ")
             raise ConfigError(message, where=self.where(exc.where)) from exc
