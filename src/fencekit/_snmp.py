@@ -60,6 +60,9 @@ _DEFAULT_PORT: Final = 161
 # RFC 3414 section 11.2: a passphrase shorter than 8 characters gives a
 # weak key; net-snmp refuses it, so fencekit refuses it up front.
 _MIN_KEY: Final = 8
+# pysnmp's own timeout gets this share of a call's deadline, so that its
+# error (which names the likely cause) wins over the caller's cut-off.
+_SHARE: Final = 0.9
 _TRANSIENT_STATUS: Final = frozenset({"resourceUnavailable"})
 _AUTH_INDICATIONS: Final = frozenset(
     {
@@ -399,7 +402,7 @@ class SnmpClient:
         self, name: str, timeout: float, *var_binds: Any
     ) -> Sequence[Any]:
         api = hlapi()
-        per_try = max(0.1, timeout / (self.retries + 1))
+        per_try = max(0.1, _SHARE * timeout / (self.retries + 1))
         target = await _target(self.host, self.port, per_try, self.retries)
         command = {"get": api.get_cmd, "set": api.set_cmd}[name]
         try:
@@ -495,7 +498,7 @@ class SnmpClient:
 
     async def _walk(self, column: str, timeout: float) -> dict[str, Value]:
         api = hlapi()
-        per_try = max(0.1, timeout / (self.retries + 1))
+        per_try = max(0.1, _SHARE * timeout / (self.retries + 1))
         target = await _target(self.host, self.port, per_try, self.retries)
         rows: dict[str, Value] = {}
         prefix = column + "."
