@@ -614,11 +614,16 @@ class Fencer:
         record: _Recorder,
     ) -> _Level:
         async def one(name: str) -> FenceOutcome:
-            method = self._method(self.inventory.devices[name], node)
+            device = self.inventory.devices[name]
             try:
-                outcome = await method.run(action, timeout)
-            finally:
-                await method.close()
+                method = self._method(device, node)
+            except FencekitError as exc:
+                outcome = _unbuilt(device, node, action, exc)
+            else:
+                try:
+                    outcome = await method.run(action, timeout)
+                finally:
+                    await method.close()
             await record(
                 "attempt", level=number, **_attempt_fields(name, outcome)
             )
@@ -752,6 +757,24 @@ def _failed(
         attempts=attempts,
         commands_sent=commands,
         duration=duration,
+        reason=str(error),
+        error=error,
+    )
+
+
+def _unbuilt(
+    device: DeviceConfig,
+    node: NodeConfig,
+    action: Action,
+    error: FencekitError,
+) -> FenceOutcome:
+    """The failed attempt of a device whose method could not be built."""
+    return FenceOutcome(
+        node=node.name,
+        device=device.address,
+        method=device.driver,
+        action=action,
+        verified=False,
         reason=str(error),
         error=error,
     )

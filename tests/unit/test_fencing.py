@@ -374,3 +374,25 @@ def test_blocking_wrapper(tmp_path: Path) -> None:
     assert [o.node for o in both] == ["node-b", "node-c"]
     assert all(o.success for o in both)
     assert all(r.ok for r in fencer.check())
+
+
+async def test_builder_failure_is_a_failed_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device whose method cannot be built fails its level, journalled."""
+    inv = inventory(tmp_path, {"node-b": [["bmc-b"], ["pdu-b"]]})
+
+    def broken(context: MethodContext) -> fencing.FenceMethod:
+        if context.device.name == "bmc-b":
+            raise ConfigError("bad option", where="cipher")
+        return FakeMethod(context)
+
+    monkeypatch.setitem(fencing._BUILDERS, "fake", broken)
+
+    outcome = await Fencer(inv).fence("node-b")
+
+    assert outcome.success
+    assert outcome.device == "pdu-b"
+    records = read(tmp_path / "journal.jsonl").records
+    assert records[1]["event"] == "attempt"
+    assert records[1]["reason"] == "cipher: bad option"
