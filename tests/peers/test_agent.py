@@ -453,3 +453,31 @@ fence_action = "off"
     assert (
         agent.value("fencekit_fence_duration_seconds_count", action="off") == 1
     )
+
+
+def test_example_configuration_runs(
+    tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    """contrib/agent.example.toml starts, probes, serves both endpoints."""
+    example = (ROOT / "contrib" / "agent.example.toml").read_text()
+    port = free_port()
+    text = example.replace("9811", "{port}").replace("{port}", str(port))
+    config = tmp_path / "agent.toml"
+    config.write_text(text)
+    agent = AgentProcess(config, port)
+    agents.append(agent)
+
+    wait_until(
+        lambda: (
+            agent.value("fencekit_check_up", check="agent-tcp", kind="tcp")
+            == 1
+        ),
+        60,
+        "the example's tcp check to be up",
+    )
+    probe = agent.get(
+        f"/probe?module=http_2xx&target=http://{LOOPBACK}:{port}/-/healthy"
+    )
+
+    assert "probe_success 1.0" in probe
+    assert agent.stop() == 0

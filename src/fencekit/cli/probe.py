@@ -242,8 +242,20 @@ def _table(args: argparse.Namespace) -> dict[str, Any]:
     return table
 
 
-def _option_name(where: str) -> str:
-    return "--" + where.split(".")[0].replace("_", "-")
+_POSITIONAL = {
+    "http": ("url",),
+    "tcp": ("host", "port"),
+    "disk": ("path",),
+    "command": ("command",),
+}
+
+
+def _option_name(kind: str, where: str) -> str:
+    """The command-line spelling of option-table key ``where``."""
+    key = where.split(".")[0]
+    if key in _POSITIONAL.get(kind, ()):
+        return key.upper()
+    return "--" + key.replace("_", "-")
 
 
 async def _once(probe: Any) -> Any:
@@ -265,7 +277,9 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         if exc.where:
             message = exc.message.removeprefix(f"{exc.where}: ")
-            raise ConfigError(message, where=_option_name(exc.where)) from exc
+            raise ConfigError(
+                message, where=_option_name(args.kind, exc.where)
+            ) from exc
         raise
     outcome = asyncio.run(_once(probe))
 
