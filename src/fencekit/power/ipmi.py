@@ -372,6 +372,11 @@ class _BmcLink:
 
 
 def _text(exc: BaseException) -> str:
+    # pyghmi 1.6.19 marks a session broken without a message when its
+    # retries run out (Session._timedout calls _mark_broken() with no
+    # error), then raises IpmiException(None): the BMC went quiet.
+    if exc.args == (None,):
+        return "timeout: no answer to any retry"
     return str(exc) or type(exc).__name__
 
 
