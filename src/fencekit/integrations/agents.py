@@ -212,7 +212,169 @@ IRMC = PowerAgent(
     options=_irmc_options,
 )
 
-POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (IPMI, REDFISH, IRMC)
+
+def _snmp_options(request: Request) -> dict[str, Any]:
+    from fencekit.secrets import Secret
+
+    options = request.options
+    result: dict[str, Any] = {
+        "snmp_version": options.choice("snmp_version") or "2c",
+        "auth_protocol": options.choice("snmp_auth_prot") or "sha",
+        "priv_protocol": options.choice("snmp_priv_prot") or "aes",
+    }
+    secrets = (
+        ("community", "community"),
+        ("snmp_priv_passwd", "priv_key"),
+    )
+    for name, key in secrets:
+        value = options.string(name)
+        if value:
+            result[key] = Secret(value, source="standard input")
+        for suffix, to in (("_file", "_file"), ("_script", "_command")):
+            source = options.string(name + suffix)
+            if source:
+                result[key + to] = source
+    if request.spec.parameter("oper_status") is not None:
+        result["oper_status"] = options.boolean("oper_status")
+    return result
+
+
+_SNMP_PARAMETERS = (
+    Parameter(
+        "snmp_version",
+        "select",
+        "SNMP version",
+        default="2c",
+        short="d",
+        choices=("1", "2c", "3"),
+    ),
+    Parameter(
+        "community",
+        "string",
+        "SNMPv1/v2c community (standard input only)",
+        short="c",
+        secret=True,
+    ),
+    Parameter(
+        "community_file",
+        "string",
+        "Read the SNMPv1/v2c community from the first line of this file",
+    ),
+    Parameter(
+        "community_script",
+        "string",
+        "Run this command (no shell) and read the SNMPv1/v2c community"
+        " from the first line it prints",
+    ),
+    Parameter(
+        "username",
+        "string",
+        "SNMPv3 user (security name)",
+        short="l",
+        replaces="login",
+    ),
+    Parameter(
+        "password",
+        "string",
+        "SNMPv3 authentication key (standard input only)",
+        short="p",
+        replaces="passwd",
+        secret=True,
+    ),
+    Parameter(
+        "password_file",
+        "string",
+        "Read the SNMPv3 authentication key from this file",
+    ),
+    Parameter(
+        "password_script",
+        "string",
+        "Run this command (no shell) and read the SNMPv3 authentication"
+        " key from the first line it prints",
+        short="S",
+    ),
+    Parameter(
+        "snmp_auth_prot",
+        "select",
+        "SNMPv3 authentication protocol",
+        default="sha",
+        short="b",
+        choices=("md5", "sha", "sha224", "sha256", "sha384", "sha512"),
+    ),
+    Parameter(
+        "snmp_priv_prot",
+        "select",
+        "SNMPv3 privacy protocol",
+        default="aes",
+        short="B",
+        choices=("des", "aes", "aes128", "aes192", "aes256"),
+    ),
+    Parameter(
+        "snmp_priv_passwd",
+        "string",
+        "SNMPv3 privacy key (standard input only)",
+        short="P",
+        secret=True,
+    ),
+    Parameter(
+        "snmp_priv_passwd_file",
+        "string",
+        "Read the SNMPv3 privacy key from this file",
+    ),
+    Parameter(
+        "snmp_priv_passwd_script",
+        "string",
+        "Run this command (no shell) and read the SNMPv3 privacy key from"
+        " the first line it prints",
+        short="R",
+    ),
+)
+
+SNMP_PDU = PowerAgent(
+    driver="snmp-pdu",
+    shortdesc="Fence a node by switching its PDU outlet over SNMP (fencekit)",
+    longdesc=(
+        "fence_fencekit_snmp_pdu switches an outlet of an APC-style PDU"
+        " (PowerNet-MIB outlet control) over SNMP v1, v2c or v3. The plug"
+        " is the outlet's number or name; map nodes to outlets with"
+        " pcmk_host_map."
+    ),
+    parameters=_SNMP_PARAMETERS,
+    options=_snmp_options,
+    outlet=True,
+)
+
+SNMP_PORT = PowerAgent(
+    driver="snmp-port",
+    shortdesc="Fence a node by disabling its switch port over SNMP (fencekit)",
+    longdesc=(
+        "fence_fencekit_snmp_port cuts a node off the network (or the"
+        " storage network) by setting its switch port administratively"
+        " down (IF-MIB ifAdminStatus) over SNMP v1, v2c or v3. The plug is"
+        " the port's ifIndex, ifName or ifDescr; map nodes to ports with"
+        " pcmk_host_map."
+    ),
+    parameters=(
+        *_SNMP_PARAMETERS,
+        Parameter(
+            "oper_status",
+            "boolean",
+            "Count the port as off only once its operational status is no"
+            " longer up as well",
+            default="0",
+        ),
+    ),
+    options=_snmp_options,
+    outlet=True,
+)
+
+POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (
+    IPMI,
+    REDFISH,
+    IRMC,
+    SNMP_PDU,
+    SNMP_PORT,
+)
 
 
 def _available() -> dict[str, AgentSpec]:

@@ -201,6 +201,13 @@ _DEVICE_PARAMETERS: tuple[Parameter, ...] = (
     ),
 )
 
+# Agents whose plug is an outlet or port of one shared device (a PDU, a
+# switch) take the device's own credentials, not a user account, and
+# leave node-to-outlet mapping to Pacemaker's pcmk_host_map.
+_OUTLET_EXCLUDED = frozenset(
+    {"host_map", "username", "password", "password_file", "password_script"}
+)
+
 OptionsBuilder = Callable[[Request], dict[str, Any]]
 
 
@@ -214,6 +221,10 @@ class PowerAgent:
         longdesc: a paragraph for the metadata.
         parameters: the driver's own options.
         options: turns the request into the driver's options.
+        outlet: the plug names an outlet or port of one shared device
+            and is handed to the driver; nodes are mapped to plugs by
+            Pacemaker (``pcmk_host_map``), and ``host_map``, ``username``
+            and the password options come from ``parameters`` instead.
     """
 
     driver: str
@@ -221,6 +232,7 @@ class PowerAgent:
     longdesc: str
     parameters: tuple[Parameter, ...]
     options: OptionsBuilder
+    outlet: bool = False
 
     @property
     def name(self) -> str:
@@ -236,7 +248,7 @@ def power_spec(agent: PowerAgent) -> AgentSpec:
         longdesc=agent.longdesc + _LONGDESC_TAIL,
         parameters=(
             *COMMON_PARAMETERS[:3],
-            *_DEVICE_PARAMETERS,
+            *_device_parameters(agent),
             *agent.parameters,
             *COMMON_PARAMETERS[3:],
         ),
@@ -245,6 +257,21 @@ def power_spec(agent: PowerAgent) -> AgentSpec:
         handler=lambda request: _handle(agent, request),
         checker=lambda request: _check(agent, request),
     )
+
+
+def _device_parameters(agent: PowerAgent) -> tuple[Parameter, ...]:
+    if not agent.outlet:
+        return _DEVICE_PARAMETERS
+    return tuple(
+        p for p in _DEVICE_PARAMETERS if p.name not in _OUTLET_EXCLUDED
+    )
+
+
+def _has(request: Request, name: str) -> bool:
+    """Whether the agent has option ``name`` and it was given."""
+    if request.spec.parameter(name) is None:
+        return False
+    return request.options.string(name) is not None
 
 
 _LONGDESC_TAIL = (
@@ -320,13 +347,14 @@ def parse_host_map(text: str) -> dict[str, Address]:
 def _check(agent: PowerAgent, request: Request) -> None:
     """Validate what every action needs, without touching the device."""
     options = request.options
-    if not options.string("host_map") and not options.string("ip"):
+    if not _has(request, "host_map") and not options.string("ip"):
         raise ConfigError("required (or give host_map)", where="ip")
     devices = _devices(request)
-    if not options.string("username"):
-        raise ConfigError("required", where="username")
-    _password_source(request)
-    if options.string("password_file"):
+    if not agent.outlet:
+        if not options.string("username"):
+            raise ConfigError("required", where="username")
+        _password_source(request)
+    if _has(request, "password_file"):
         _password(request)
     for name in ("settle", "retry_on"):
         value = options.integer(name)
@@ -342,6 +370,20 @@ def _check(agent: PowerAgent, request: Request) -> None:
     # most 16 bytes...) without talking to the device.
     for address in devices.values():
         _build(agent, request, address, Secret("", source="validation"))
+
+
+def _outlet(request: Request) -> str:
+    """The plug of an outlet agent; monitor without one reads outlet 1.
+
+    Raises:
+        ConfigError: no plug was given for an action that needs one.
+    """
+    plug = request.options.string("plug")
+    if plug is not None:
+        return plug
+    if request.action in ("monitor", "validate-all", "list", "list-status"):
+        return "1"
+    raise ConfigError("required: the outlet or port", where="plug")
 
 
 def _password_source(request: Request) -> str:
@@ -360,10 +402,15 @@ def _password_source(request: Request) -> str:
     return given[0]
 
 
-def _password(request: Request) -> Secret:
+def _password(request: Request, *, required: bool = True) -> Secret:
     from fencekit.secrets import Secret, from_command, from_file
 
     options = request.options
+    if not required and not any(
+        _has(request, name)
+        for name in ("password", "password_file", "password_script")
+    ):
+        return Secret("", source="none")
     source = _password_source(request)
     if source == "password_file":
         return from_file(options.text("password_file") or "")
@@ -377,10 +424,15 @@ def _target(request: Request) -> str | None:
     return options.string("plug") or options.string("nodename")
 
 
+def _node(request: Request) -> str | None:
+    """The node acted on, for outcomes and the journal."""
+    return request.options.string("nodename") or _target(request)
+
+
 def _devices(request: Request) -> dict[str, Address]:
     """Every device the agent knows: the host map, or ``ip`` alone."""
     options = request.options
-    if options.string("host_map"):
+    if _has(request, "host_map"):
         return parse_host_map(options.text("host_map") or "")
     address = parse_address(options.text("ip") or "", "ip")
     node = _target(request) or address.host
@@ -394,7 +446,7 @@ def _device_for(request: Request, target: str | None) -> Address:
         ConfigError: no target was named, or the host map lacks it.
     """
     options = request.options
-    if not options.string("host_map"):
+    if not _has(request, "host_map"):
         return parse_address(options.text("ip") or "", "ip")
     if target is None:
         raise ConfigError("required with host_map", where="plug")
@@ -412,13 +464,16 @@ def _build(
     port = address.port
     if port is None:
         port = request.options.integer("ipport")
+    options = agent.options(request)
+    if agent.outlet:
+        options["plug"] = _outlet(request)
     return build(
         agent.driver,
         address.host,
         port=port,
-        username=request.options.text("username") or "",
+        username=request.options.string("username") or "",
         password=password,
-        options=agent.options(request),
+        options=options,
     )
 
 
@@ -431,18 +486,17 @@ def _handle(agent: PowerAgent, request: Request) -> int:
 
 
 async def _dispatch(agent: PowerAgent, request: Request) -> int:
-    password = _password(request)
+    password = _password(request, required=not agent.outlet)
     action = request.action
     if action in ("list", "list-status"):
         return await _list(agent, request, password)
     if action == "monitor":
         return await _monitor(agent, request, password)
 
-    target = _target(request)
-    address = _device_for(request, target)
+    address = _device_for(request, _target(request))
     driver = _build(agent, request, address, password)
     try:
-        return await _act(request, driver, target)
+        return await _act(request, driver, _node(request))
     finally:
         await driver.close()
 
@@ -516,7 +570,7 @@ async def _report(request: Request, outcome: FenceOutcome) -> int:
 async def _list(agent: PowerAgent, request: Request, password: Secret) -> int:
     """``list``: one ``node,address`` line per mapped node;
     ``list-status`` adds the power state read from each device."""
-    if not request.options.string("host_map"):
+    if not _has(request, "host_map"):
         return EXIT_OK
     devices = _devices(request)
     if request.action == "list":
