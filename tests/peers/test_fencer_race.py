@@ -26,7 +26,7 @@ RUNS = 20
 # node-a's delay: node-b's fencer waits this long before powering node-a
 # off, so node-a wins the race. Paid only by a run that goes wrong: when
 # node-a's fencer wins, node-b's fencer dies during its delay.
-RACE_DELAY = 2.0
+RACE_DELAY = 3.0
 
 
 def test_fence_race_leaves_exactly_one_node_on(
@@ -87,11 +87,13 @@ def test_sigkill_at_random_moments(
     rng = random.Random(int(os.environ.get("FENCEKIT_TEST_SEED", "3")))
     seen_ops: set[str] = set()
     killed = 0
+    lifetime = _unkilled_run(sim, inventory)
+    seen_ops |= set(_by_op(read(path).records))
 
     for _ in range(RUNS):
         sim.set_power(True)
         proc = popen_fencekit("fence", "node-b", "--config", str(inventory))
-        time.sleep(rng.uniform(0.0, 0.9))
+        time.sleep(rng.uniform(0.0, lifetime))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
@@ -109,6 +111,14 @@ def test_sigkill_at_random_moments(
     result = read(path)
     assert len(result.records) > 0
     assert all("event" in r for r in result.records)
+
+
+def _unkilled_run(sim: IpmiSim, inventory: Path) -> float:
+    """How long one whole fence process takes on this machine now."""
+    started = time.monotonic()
+    proc = popen_fencekit("fence", "node-b", "--config", str(inventory))
+    assert _wait(proc) == 0
+    return time.monotonic() - started
 
 
 def _by_op(
