@@ -295,10 +295,37 @@ class _NoMibCompiler:
 
 
 def close_engine(engine: Any) -> None:
-    """Close an engine's sockets; safe to call twice."""
+    """Close an engine's sockets; safe to call twice.
+
+    An engine may outlive the event loop it ran on (a probe kept across
+    ``asyncio.run`` calls). asyncio closes a transport through its loop,
+    so pysnmp's ``close_dispatcher`` then raises RuntimeError and leaves
+    the UDP socket open; the sockets are closed directly instead.
+    """
     dispatcher = getattr(engine, "transport_dispatcher", None)
-    if dispatcher is not None:
+    if dispatcher is None:
+        return
+    try:
         engine.close_dispatcher()
+    except RuntimeError:
+        _close_orphaned_sockets(dispatcher)
+
+
+def _close_orphaned_sockets(dispatcher: Any) -> None:
+    # pysnmp 7.1 keeps its transports in a private mapping of the
+    # dispatcher, and asyncio keeps a datagram transport's socket in
+    # the private ``_sock``; neither is reachable otherwise once the
+    # loop is closed. Clearing ``_sock`` keeps the transport's __del__
+    # from warning about a socket that is already closed.
+    carriers = getattr(
+        dispatcher, "_AbstractTransportDispatcher__transports", {}
+    )
+    for carrier in list(carriers.values()):
+        transport = getattr(carrier, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+            transport._sock = None  # type: ignore[union-attr]
 
 
 async def _target(host: str, port: int, timeout: float, retries: int) -> Any:

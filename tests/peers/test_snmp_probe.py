@@ -10,6 +10,7 @@ import pytest
 
 from fencekit import probes
 from fencekit.errors import ConfigError
+from fencekit.probes.base import close
 from tests.support import snmp as peer
 
 SYS_NAME = "1.3.6.1.2.1.1.5.0"
@@ -75,7 +76,10 @@ async def test_v2c_check_passes_every_comparison(
         "snmp", _v2c(snmpd, tmp_path, expect=EXPECT_HEALTHY), "checks.sys"
     )
 
-    outcome = await probe.run()
+    try:
+        outcome = await probe.run()
+    finally:
+        await close(probe)
 
     assert outcome.healthy, outcome.reason
     assert outcome.kind == "snmp"
@@ -102,7 +106,10 @@ async def test_v3_authpriv_check(
     )
     probe = probes.build("snmp", table, "checks.sys")
 
-    outcome = await probe.run()
+    try:
+        outcome = await probe.run()
+    finally:
+        await close(probe)
 
     assert outcome.healthy, outcome.reason
     assert outcome.details["name"] == "fk-snmpd"
@@ -121,7 +128,10 @@ async def test_failed_comparisons_are_each_named(
     ]
     probe = probes.build("snmp", _v2c(snmpd, tmp_path, expect=expect), "c")
 
-    outcome = await probe.run()
+    try:
+        outcome = await probe.run()
+    finally:
+        await close(probe)
 
     assert not outcome.healthy
     assert "'fk-snmpd', expected 'other-host'" in outcome.reason
@@ -142,7 +152,10 @@ async def test_wrong_v3_key_is_unhealthy_with_the_reason(
         "c",
     )
 
-    outcome = await probe.run()
+    try:
+        outcome = await probe.run()
+    finally:
+        await close(probe)
 
     assert not outcome.healthy
     assert "refused SNMPv3 user fkuser" in outcome.reason
@@ -160,7 +173,10 @@ async def test_wrong_community_is_unhealthy_within_the_deadline(
     )
     probe = probes.build("snmp", table, "c")
 
-    outcome = await probe.run()
+    try:
+        outcome = await probe.run()
+    finally:
+        await close(probe)
 
     assert not outcome.healthy
     assert "wrong community" in outcome.reason
@@ -185,3 +201,22 @@ def test_bad_options_name_the_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             probes.build("snmp", {**base, **extra}, "checks.c")
         assert caught.value.where == f"checks.c.{where}", extra
+
+
+def test_probe_runs_again_on_a_new_event_loop(
+    snmpd: peer.Snmpd, tmp_path: Path
+) -> None:
+    """A probe kept between runs works when the next run is on another
+    event loop (a reloaded agent, a blocking wrapper)."""
+    import asyncio
+
+    probe = probes.build(
+        "snmp", _v2c(snmpd, tmp_path, expect=EXPECT_HEALTHY), "c"
+    )
+
+    first = asyncio.run(probe.run())
+    second = asyncio.run(probe.run())
+    asyncio.run(close(probe))
+
+    assert first.healthy, first.reason
+    assert second.healthy, second.reason

@@ -24,6 +24,7 @@ in the outcome's details (under ``name``, else the OID).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -169,6 +170,8 @@ class SnmpProbe:
         self.timeout = timeout
         self.retries = retries
         self.target = host if port == 161 else f"{host}:{port}"
+        self._snmp: SnmpClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"SnmpProbe({self.target!r}, {self.credentials.describe()!r})"
@@ -176,22 +179,13 @@ class SnmpProbe:
     async def run(self) -> ProbeOutcome:
         """Read every OID in one GET and judge them; never raises."""
         started = time.monotonic()
-        # A fresh engine per run: an engine is bound to the event loop
-        # that first used it, and a probe may outlive a loop.
-        client = SnmpClient(
-            self.host,
-            credentials=self.credentials,
-            port=self.port,
-            retries=self.retries,
-        )
+        client = await self._client()
         try:
             values = await client.get(
                 [e.oid for e in self.expectations], self.timeout
             )
         except FencekitError as exc:
             return outcome(self, started, False, str(exc))
-        finally:
-            await client.close()
 
         details: dict[str, Detail] = {}
         failures: list[str] = []
@@ -205,6 +199,33 @@ class SnmpProbe:
         return outcome(
             self, started, not failures, "; ".join(failures), details
         )
+
+    async def _client(self) -> SnmpClient:
+        """The client, kept between runs on the same event loop.
+
+        A pysnmp engine costs a few hundred milliseconds of CPU to build
+        (it loads its MIB modules), so it is kept; but it is bound to
+        the loop that first used it, so a new loop gets a new one.
+        """
+        loop = asyncio.get_running_loop()
+        if self._snmp is not None and self._loop is not loop:
+            await self.close()
+        if self._snmp is None:
+            self._snmp = SnmpClient(
+                self.host,
+                credentials=self.credentials,
+                port=self.port,
+                retries=self.retries,
+            )
+            self._loop = loop
+        return self._snmp
+
+    async def close(self) -> None:
+        """Close the SNMP engine kept between runs; safe to call twice."""
+        client, self._snmp = self._snmp, None
+        self._loop = None
+        if client is not None:
+            await client.close()
 
 
 def from_options(table: Mapping[str, Any], where: str = "") -> SnmpProbe:
