@@ -157,9 +157,9 @@ class Tgtd:
 
 
 def _free_control_port() -> int:
-    """A control port number whose socket no tgtd holds."""
+    """A control port number whose socket no tgtd holds (tgtd: <= 32767)."""
     for _ in range(100):
-        number = random.randint(20000, 60000)
+        number = random.randint(1000, 32767)
         if not (_SOCKET_DIR / f"socket.{number}").exists():
             return number
     raise RuntimeError("no free tgtd control port number")
