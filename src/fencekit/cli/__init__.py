@@ -13,11 +13,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fencekit.cli import _common, agent, demo, fence, install, power, probe
+from fencekit.cli import (
+    _common,
+    agent,
+    demo,
+    fence,
+    install,
+    power,
+    probe,
+    storage,
+)
 
 __all__ = ["main"]
 
-_COMMANDS = (power, fence, install, probe, agent, demo)
+_COMMANDS = (power, fence, install, probe, agent, demo, storage)
 
 
 class _Parser(argparse.ArgumentParser):
