@@ -8,6 +8,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,11 +168,12 @@ def test_ocf_tester_passes(
     assert "passed all tests" in done.stdout + done.stderr
 
 
-def _stonith_device(sim: IpmiSim, journal: Path) -> str:
+def _stonith_device(sim: IpmiSim, other: IpmiSim, journal: Path) -> str:
     # One device for the cluster, its BMCs in host_map; Pacemaker asks
     # the agent's list action which nodes it can fence.
     attrs = {
-        "host_map": f"node-b={sim.host}:{sim.port};node-c=127.0.0.1:9",
+        "host_map": f"node-b={sim.host}:{sim.port};"
+        f"node-c={other.host}:{other.port}",
         "username": sim.user,
         "password_file": str(sim.password_file()),
         "journal": str(journal),
@@ -191,16 +193,20 @@ def _stonith_device(sim: IpmiSim, journal: Path) -> str:
 
 
 def test_live_cluster_fences_node_b(
-    installed: None, ipmi_sim: IpmiSim, tmp_path: Path
+    installed: None, ipmi_sim_factory: Any, tmp_path: Path
 ) -> None:
-    """A live cluster fences node-b through fence_fencekit_ipmi: the BMC
-    powers off, Pacemaker's history and fencekit's journal record it."""
+    """A live cluster fences node-b through fence_fencekit_ipmi: its BMC
+    powers off (node-c's stays on), Pacemaker's history and fencekit's
+    journal record it."""
     from fencekit.journal import read
 
+    ipmi_sim, node_c = ipmi_sim_factory("node-b"), ipmi_sim_factory("node-c")
     journal = tmp_path / "journal.jsonl"
     cluster = Cluster().start()
     try:
-        cluster.cib_create("resources", _stonith_device(ipmi_sim, journal))
+        cluster.cib_create(
+            "resources", _stonith_device(ipmi_sim, node_c, journal)
+        )
         cluster.wait(
             lambda: (
                 "fence-node-b"
@@ -228,6 +234,8 @@ def test_live_cluster_fences_node_b(
     assert fenced.returncode == 0, fenced.stderr + cluster.logs()
     assert ipmi_sim.ipmitool_status() == "off"
     assert ipmi_sim.commands() == ["power=0"]
+    assert node_c.commands() == []
+    assert node_c.ipmitool_status() == "on"
     assert "node-b" in history.stdout
     assert "successful" in history.stdout.lower(), history.stdout
     records = read(journal).records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import subprocess
@@ -12,7 +13,9 @@ import pytest
 from fencekit.errors import ConfigError
 from fencekit.integrations import agents
 from fencekit.integrations.fence_agent import (
+    AgentSpec,
     Options,
+    Parameter,
     metadata,
     parse_argv,
     parse_stdin,
@@ -283,3 +286,68 @@ def test_agents_folder_matches_the_table(name: str) -> None:
         name, "/usr/bin/env python3"
     )
     assert shutil.which(name, path=str(script.parent))
+
+
+def _storage_spec() -> AgentSpec:
+    """A storage-style agent: off by default, on is unfencing."""
+    seen: list[str] = []
+    return AgentSpec(
+        name="fence_fencekit_test",
+        shortdesc="test",
+        longdesc="test",
+        parameters=(Parameter("action", "string", "Fencing action"),),
+        actions=("on", "off", "status", "monitor", "validate-all"),
+        default_action="off",
+        handler=lambda request: seen.append(request.action) or 0,
+        checker=lambda request: None,
+        unfence_on_target=True,
+    )
+
+
+def test_storage_metadata_marks_on_for_unfencing(tmp_path: Path) -> None:
+    """A storage agent's on action carries on_target and automatic, so
+    Pacemaker unfences from the node itself; it still validates."""
+    from xml.etree import ElementTree
+
+    from tests.support import peers
+
+    text = metadata(_storage_spec())
+    root = ElementTree.fromstring(text)
+    on = next(a for a in root.iter("action") if a.get("name") == "on")
+    off = next(a for a in root.iter("action") if a.get("name") == "off")
+    file = tmp_path / "metadata.xml"
+    file.write_text(text)
+    done = subprocess.run(
+        [
+            peers.require("xmllint"),
+            "--noout",
+            "--relaxng",
+            str(SCHEMA),
+            str(file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert (on.get("on_target"), on.get("automatic")) == ("1", "1")
+    assert off.get("on_target") is None
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "ran"), [("enable", "on"), ("disable", "off"), ("", "off")]
+)
+def test_fabric_action_aliases(given: str, ran: str) -> None:
+    """enable and disable are on and off; no action is the default."""
+    spec = _storage_spec()
+    calls: list[str] = []
+    spec = dataclasses.replace(
+        spec, handler=lambda request: calls.append(request.action) or 0
+    )
+    text = f"action={given}\n" if given else ""
+
+    code = run(spec, [], io.StringIO(text), io.StringIO(), io.StringIO())
+
+    assert (code, calls) == (0, [ran])

@@ -150,6 +150,10 @@ class Options:
         self._spec = spec
         self._raw = dict(raw)
 
+    def known(self, name: str) -> bool:
+        """Whether the agent has an option called ``name``."""
+        return self._spec.parameter(name) is not None
+
     def given(self, name: str) -> bool:
         """Whether the option was given (not only defaulted)."""
         return name in self._raw
@@ -518,8 +522,11 @@ def _configure_logging(options: Options) -> None:
     """Log to standard error (Pacemaker keeps it), or to debug_file."""
     from fencekit.logging import configure
 
-    verbosity = 2 if _safe_boolean(options, "verbose") else 0
-    path = options.string("debug_file")
+    verbose = options.known("verbose") and _safe_boolean(options, "verbose")
+    verbosity = 2 if verbose else 0
+    path = (
+        options.string("debug_file") if options.known("debug_file") else None
+    )
     if path is None:
         configure(verbosity=verbosity, json=True)
         return
