@@ -482,14 +482,14 @@ def _log(outcome: StorageOutcome) -> None:
         if outcome.action in ("fence", "unfence"):
             log.info("scsi_" + outcome.action, **fields)
         return
+    event = f"scsi_{outcome.action.replace('-', '_')}_failed"
     if outcome.action == "fence":
-        log.error("scsi_fence_failed", **fields, reason=outcome.reason)
-    elif outcome.action != "keys":
-        log.warning(
-            f"scsi_{outcome.action.replace('-', '_')}_failed",
-            **fields,
-            reason=outcome.reason,
-        )
+        log.error(event, **fields, reason=outcome.reason)
+    elif outcome.action in ("unfence", "self-check"):
+        log.warning(event, **fields, reason=outcome.reason)
+    else:
+        # A read that finds a key missing is an answer, not an alarm.
+        log.info(event, **fields, reason=outcome.reason)
 
 
 def open_units(
