@@ -21,6 +21,7 @@ import http.server
 import json
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fencekit.lab.bmc import IpmiSimBmc, LabBmc, SimulatedBmc
+from fencekit.lab.postgres import LabPostgres
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -147,9 +149,17 @@ def _inventory(lab: Path, bmcs: dict[str, LabBmc]) -> str:
 
 
 def _agent_config(
-    services: dict[str, _Service], inventory: Path, listen: str
+    services: dict[str, _Service],
+    inventory: Path,
+    listen: str,
+    postgres: LabPostgres | None,
 ) -> str:
     checks = []
+    if postgres is not None:
+        checks.append(
+            f'[checks.db-b]\nkind = "postgres"\nhost = "{postgres.host}"\n'
+            f'port = {postgres.port}\nuser = "postgres"\nnode = "node-b"\n'
+        )
     for node, service in services.items():
         actions = '\nactions = ["fence-node-b"]' if node == "node-b" else ""
         checks.append(
@@ -240,39 +250,61 @@ def _scenario(
     services = {node: _Service(node) for node in bmcs}
     for service in services.values():
         started.append(service.stop)
+    postgres = _start_postgres(lab / "node-b" / "pg", timeline, started)
 
     inventory = lab / "inventory.toml"
     inventory.write_text(_inventory(lab, bmcs))
     listen = f"127.0.0.1:{_free_tcp_port()}"
     agent_toml = lab / "agent.toml"
-    agent_toml.write_text(_agent_config(services, inventory, listen))
+    agent_toml.write_text(_agent_config(services, inventory, listen, postgres))
 
     config = load_config(agent_toml)
+    parts = _Lab(lab, bmcs, services, postgres, listen)
     return asyncio.run(
-        _run_agent(
-            config,
-            lab,
-            bmcs,
-            services,
-            listen,
-            timeline,
-            result,
-            keep_running,
-        )
+        _run_agent(config, parts, timeline, result, keep_running)
     )
+
+
+def _start_postgres(
+    workdir: Path, timeline: _Timeline, started: list[Callable[[], None]]
+) -> LabPostgres | None:
+    """node-b's PostgreSQL, when the server is installed."""
+    if not LabPostgres.available():
+        timeline.say("PostgreSQL is not installed: no database check")
+        return None
+    postgres = LabPostgres(workdir)
+    started.append(postgres.stop)
+    try:
+        postgres.start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        timeline.say(f"PostgreSQL did not start ({exc}): no database check")
+        return None
+    timeline.say(f"node-b also runs PostgreSQL on port {postgres.port}")
+    return postgres
+
+
+@dataclasses.dataclass
+class _Lab:
+    path: Path
+    bmcs: dict[str, LabBmc]
+    services: dict[str, _Service]
+    postgres: LabPostgres | None
+    listen: str
 
 
 async def _run_agent(
     config: Any,
-    lab: Path,
-    bmcs: dict[str, LabBmc],
-    services: dict[str, _Service],
-    listen: str,
+    lab: _Lab,
     timeline: _Timeline,
     result: DemoResult,
     keep_running: bool,
 ) -> DemoResult:
     from fencekit.monitor import Agent, Event, State
+
+    bmcs, listen = lab.bmcs, lab.listen
+    checks = [f"web-{n[-1]}" for n in bmcs]
+    if lab.postgres is not None:
+        checks.append("db-b")
 
     agent = Agent(config)
     seen: dict[tuple[str, str], float] = {}
@@ -292,27 +324,30 @@ async def _run_agent(
     agent.monitor.subscribe(watch)
     task = asyncio.create_task(agent.run())
     try:
-        await _until(
-            lambda: all((f"web-{n[-1]}", "up") in seen for n in bmcs), 15
-        )
+        await _until(lambda: all((c, "up") in seen for c in checks), 30)
         timeline.say(f"agent serves /metrics on http://{listen}/metrics")
 
         stopped = timeline.say("scenario: node-b's web service stops")
-        services["node-b"].stop()
+        lab.services["node-b"].stop()
         await _until(lambda: ("web-b", "down") in seen, 30)
         down = seen[("web-b", "down")]
         result.detection = down - stopped
 
-        record = await _until_outcome(lab / "journal.jsonl", 60)
+        record = await _until_outcome(lab.path / "journal.jsonl", 60)
         result.outcome = record
         result.fencing = time.monotonic() - down
         result.fenced = (
             bool(record.get("verified")) and not bmcs["node-b"].power_is_on()
         )
-        _report(record, bmcs, listen, lab, timeline, result)
+        _say_outcome(record, timeline)
+        if lab.postgres is not None and result.fenced:
+            timeline.say("node-b is off: its PostgreSQL stops with it")
+            lab.postgres.stop()
+            await _until(lambda: ("db-b", "down") in seen, 30)
+        _report(record, bmcs, listen, lab.path, timeline, result)
 
         if keep_running:
-            _explore(bmcs, listen, lab, timeline)
+            _explore(bmcs, listen, lab.path, timeline)
             await asyncio.Event().wait()
         return result
     finally:
@@ -341,6 +376,15 @@ async def _until_outcome(journal: Path, timeout: float) -> dict[str, Any]:
     raise TimeoutError("no fence outcome in the journal")
 
 
+def _say_outcome(record: dict[str, Any], timeline: _Timeline) -> None:
+    verdict = "verified OFF" if record.get("verified") else "NOT verified"
+    timeline.say(
+        f"fencer: node-b fenced through {record.get('device', '?')}"
+        f" ({record.get('method', '?')}): {verdict}"
+        + (f" - {record['reason']}" if record.get("reason") else "")
+    )
+
+
 def _report(
     record: dict[str, Any],
     bmcs: dict[str, LabBmc],
@@ -351,12 +395,6 @@ def _report(
 ) -> None:
     import requests
 
-    verdict = "verified OFF" if record.get("verified") else "NOT verified"
-    timeline.say(
-        f"fencer: node-b fenced through {record.get('device', '?')}"
-        f" ({record.get('method', '?')}): {verdict}"
-        + (f" - {record['reason']}" if record.get("reason") else "")
-    )
     power = "on" if bmcs["node-b"].power_is_on() else "off"
     timeline.say(
         f"node-b's BMC reads power {power};"
