@@ -20,6 +20,7 @@ decides what to send and verifies the result.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, Final
@@ -53,10 +54,6 @@ IF_NAME: Final = "1.3.6.1.2.1.31.1.1.1.1"
 _ADMIN_UP: Final = 1
 _ADMIN_DOWN: Final = 2
 _OPER_UP: Final = 1
-
-# A name lookup walks whole columns: give it its own, longer deadline
-# share, as large switches have hundreds of ports.
-_LOOKUP_SHARE: Final = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,18 +138,15 @@ class _SnmpDriver:
         """
         if self._index is not None:
             return self._index
+        # One deadline for the whole lookup: the caller's deadline
+        # bounds it anyway, and a large switch's columns take time.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         names: dict[str, Value] = {}
         for column in self._name_columns():
-            names.update(
-                {
-                    f"{column}:{k}": v
-                    for k, v in (
-                        await self._client.walk(
-                            column, timeout * _LOOKUP_SHARE
-                        )
-                    ).items()
-                }
-            )
+            remaining = max(deadline - loop.time(), 0.1)
+            column_rows = await self._client.walk(column, remaining)
+            names.update({f"{column}:{k}": v for k, v in column_rows.items()})
         rows = sorted(
             {
                 key.split(":", 1)[1]
