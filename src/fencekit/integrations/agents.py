@@ -2,7 +2,9 @@
 
 The table :data:`POWER_AGENTS` holds one entry per power driver; each
 becomes an agent named ``fence_fencekit_<driver>``. Only drivers that
-:mod:`fencekit.power.drivers` actually provides are offered. The
+:mod:`fencekit.power.drivers` actually provides are offered; storage
+fencing adds ``fence_fencekit_scsi``
+(:mod:`fencekit.integrations.storage_agent`). The
 executables in ``agents/`` and those ``fencekit install-agents`` writes
 are rendered by :func:`render_script`: a few lines that call
 :func:`run_fence_agent` with the agent's name.
@@ -378,13 +380,20 @@ POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (
 
 
 def _available() -> dict[str, AgentSpec]:
+    import importlib.util
+
     from fencekit.power.drivers import DRIVERS
 
-    return {
+    found = {
         agent.name: power_spec(agent)
         for agent in POWER_AGENTS
         if agent.driver in DRIVERS
     }
+    if importlib.util.find_spec("fencekit.storage") is not None:
+        from fencekit.integrations.storage_agent import SCSI_AGENT, scsi_spec
+
+        found[SCSI_AGENT] = scsi_spec()
+    return found
 
 
 def agent_names() -> list[str]:
