@@ -62,3 +62,33 @@ def test_password_on_argv_is_not_accepted() -> None:
 
     assert done.returncode == 2
     assert "unrecognized arguments" in done.stderr
+
+
+def test_inventory_kg_comes_from_a_source_never_the_value(
+    tmp_path: Path,
+) -> None:
+    """IPMI Kg in an inventory: kg_file works, a literal key is refused."""
+    from fencekit.errors import ConfigError
+    from fencekit.power.drivers import build
+    from fencekit.secrets import Secret
+
+    kg = tmp_path / "kg"
+    kg.write_text("the-kg-key\n")
+    kg.chmod(0o600)
+
+    driver = build(
+        "ipmi",
+        "127.0.0.1",
+        username="u",
+        password=Secret("p"),
+        options={"kg_file": str(kg)},
+    )
+    assert "the-kg-key" not in repr(vars(driver))
+    with pytest.raises(ConfigError, match="never the key"):
+        build(
+            "ipmi",
+            "127.0.0.1",
+            username="u",
+            password=Secret("p"),
+            options={"kg": "literal"},
+        )

@@ -24,15 +24,50 @@ def _ipmi(
 ) -> PowerDriver:
     from fencekit.power.ipmi import IpmiDriver
 
-    known = {"cipher", "privilege", "kg", "allow_ipmi15"}
+    known = {"cipher", "privilege", "allow_ipmi15", "kg", *_KG_SOURCES}
     _reject_unknown("ipmi", options, known)
+    settings = dict(options)
+    kg = _kg(settings)
     return IpmiDriver(
         host,
         port=port or 623,
         username=username,
         password=password,
-        **options,
+        kg=kg,
+        **settings,
     )
+
+
+_KG_SOURCES = ("kg_file", "kg_env", "kg_command")
+
+
+def _kg(settings: dict[str, Any]) -> Secret | None:
+    """The IPMI Kg key from ``kg_file``/``kg_env``/``kg_command``.
+
+    A ``kg`` that is not already a :class:`Secret` (a key written into
+    a configuration file) is refused.
+
+    Raises:
+        ConfigError: the key itself was given, or more than one source.
+        SecretError: the source gave no key.
+    """
+    from fencekit.secrets import from_command, from_env, from_file
+
+    given = [k for k in _KG_SOURCES if settings.get(k) is not None]
+    kg = settings.pop("kg", None)
+    sources = {k: settings.pop(k, None) for k in _KG_SOURCES}
+    if kg is not None and not isinstance(kg, Secret):
+        raise ConfigError(
+            "give kg_file, kg_env or kg_command, never the key", where="kg"
+        )
+    if len(given) > 1 or (kg is not None and given):
+        raise ConfigError("give one Kg source only", where=given[-1])
+    if not given:
+        return kg
+    read = {"kg_file": from_file, "kg_env": from_env}.get(
+        given[0], from_command
+    )
+    return read(str(sources[given[0]]))
 
 
 _REDFISH_OPTIONS = {"system", "ca_file", "insecure", "auth", "connect_timeout"}
