@@ -21,10 +21,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 from xml.etree import ElementTree
 
 from fencekit.errors import ConfigError, FencekitError
+
+if TYPE_CHECKING:
+    from fencekit.journal import Journal
 
 __all__ = [
     "EXIT_FAILED",
@@ -33,6 +36,7 @@ __all__ = [
     "AgentSpec",
     "Options",
     "Parameter",
+    "Recorder",
     "Request",
     "metadata",
     "parse_argv",
@@ -291,6 +295,45 @@ class Request:
         text = " ".join(message.split())
         print(f"{self.spec.name}: error: {text}", file=self.err)
         return EXIT_FAILED
+
+
+class Recorder:
+    """Writes one operation's records to the fencekit journal that the
+    ``journal`` option names, and nothing when it names none.
+
+    Records carry the fields the fencer writes (``op``, ``node``,
+    ``action``) and ``source``, the agent's name, so ``fencekit history``
+    shows fences done through Pacemaker beside its own.
+    """
+
+    def __init__(
+        self, request: Request, node: str, action: str, *, enabled: bool = True
+    ) -> None:
+        import uuid
+
+        self._journal: Journal | None = None
+        path = None
+        if enabled and request.options.known("journal"):
+            path = request.options.string("journal")
+        if path is not None:
+            from fencekit.journal import Journal
+
+            self._journal = Journal(path)
+        self._fields = {
+            "op": uuid.uuid4().hex,
+            "node": node,
+            "action": action,
+            "source": request.spec.name,
+        }
+
+    async def __call__(self, event: str, **fields: Any) -> None:
+        """Append one record, synced to disk before returning.
+
+        Raises:
+            FencekitError: the journal could not be written.
+        """
+        if self._journal is not None:
+            await self._journal.record(event, **self._fields, **fields)
 
 
 def _normalise(name: str) -> str:

@@ -28,6 +28,7 @@ from fencekit.integrations.fence_agent import (
     EXIT_OK,
     AgentSpec,
     Parameter,
+    Recorder,
     Request,
 )
 from fencekit.outcome import Action, FenceOutcome, PowerState
@@ -41,7 +42,9 @@ T = TypeVar("T")
 __all__ = [
     "COMMON_PARAMETERS",
     "POWER_ACTIONS",
+    "Address",
     "PowerAgent",
+    "parse_address",
     "parse_host_map",
     "power_spec",
 ]
@@ -509,9 +512,12 @@ async def _act(
     action = Action.parse(request.action)
     verification = _verification(request)
     options = request.options
-    record = _Recorder.open(request, target or driver.device, action)
-    await record("requested", delay=options.seconds("delay") or 0.0)
+    node = target or driver.device
+    record = Recorder(
+        request, node, action.value, enabled=action is not Action.STATUS
+    )
     delay = options.seconds("delay") or 0.0
+    await record("requested", delay=delay)
     if action in (Action.OFF, Action.REBOOT) and delay > 0:
         await record("delay", seconds=delay)
         await asyncio.sleep(delay)
@@ -629,42 +635,6 @@ async def _read_all(
         *(read(node, address) for node, address in devices.items())
     )
     return dict(zip(devices, results, strict=True))
-
-
-class _Recorder:
-    """Writes one operation's records to the fencekit journal, if the
-    ``journal`` option names one; the same fields as the fencer's."""
-
-    def __init__(self, journal: Any, fields: dict[str, Any]) -> None:
-        self._journal = journal
-        self._fields = fields
-
-    @classmethod
-    def open(cls, request: Request, node: str, action: Action) -> _Recorder:
-        import uuid
-
-        path = request.options.string("journal")
-        journal = None
-        if path is not None and action is not Action.STATUS:
-            from fencekit.journal import Journal
-
-            journal = Journal(path)
-        fields = {
-            "op": uuid.uuid4().hex,
-            "node": node,
-            "action": action.value,
-            "source": request.spec.name,
-        }
-        return cls(journal, fields)
-
-    async def __call__(self, event: str, **fields: Any) -> None:
-        """Append one record, synced to disk.
-
-        Raises:
-            FencekitError: the journal could not be written.
-        """
-        if self._journal is not None:
-            await self._journal.record(event, **self._fields, **fields)
 
 
 def _attempt_fields(outcome: FenceOutcome) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from fencekit.integrations.fence_agent import (
     EXIT_OK,
     AgentSpec,
     Parameter,
+    Recorder,
     Request,
 )
 from fencekit.integrations.power_agent import COMMON_PARAMETERS
@@ -335,7 +336,7 @@ async def _act(request: Request, units: list[LogicalUnit]) -> int:
             f" paths: run it on {target} itself (this node is {local})",
             where="plug",
         )
-    record = _Recorder.open(request, target)
+    record = Recorder(request, target, "on" if action == "on" else "off")
     await record("requested", delay=request.options.seconds("delay") or 0.0)
     if action == "on":
         outcome = await storage.unfence(units, victim)
@@ -347,7 +348,7 @@ async def _act(request: Request, units: list[LogicalUnit]) -> int:
     return _report(request, outcome, target)
 
 
-async def _delay(request: Request, record: _Recorder) -> None:
+async def _delay(request: Request, record: Recorder) -> None:
     delay = request.options.seconds("delay") or 0.0
     if delay > 0:
         await record("delay", seconds=delay)
@@ -373,40 +374,3 @@ def _fields(outcome: StorageOutcome) -> dict[str, Any]:
     data["reason"] = outcome.reason
     data["device_action"] = data.pop("action")
     return data
-
-
-class _Recorder:
-    """The journal records of one operation, as the power agents write
-    them (``journal`` option)."""
-
-    def __init__(self, journal: Any, fields: dict[str, Any]) -> None:
-        self._journal = journal
-        self._fields = fields
-
-    @classmethod
-    def open(cls, request: Request, node: str) -> _Recorder:
-        import uuid
-
-        path = request.options.string("journal")
-        journal = None
-        if path is not None:
-            from fencekit.journal import Journal
-
-            journal = Journal(path)
-        action = "on" if request.action == "on" else "off"
-        fields = {
-            "op": uuid.uuid4().hex,
-            "node": node,
-            "action": action,
-            "source": SCSI_AGENT,
-        }
-        return cls(journal, fields)
-
-    async def __call__(self, event: str, **fields: Any) -> None:
-        """Append one record, synced to disk.
-
-        Raises:
-            FencekitError: the journal could not be written.
-        """
-        if self._journal is not None:
-            await self._journal.record(event, **self._fields, **fields)
