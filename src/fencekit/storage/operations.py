@@ -515,7 +515,7 @@ def open_units(
     units: list[LogicalUnit] = []
     for device in devices:
         names: tuple[str, ...] = (device,)
-        if not device.startswith("iscsi://"):
+        if "://" not in device:
             names = paths(device, sysfs_root=sysfs_root)
         transports = tuple(
             PersistentReservations(

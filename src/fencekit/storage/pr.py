@@ -116,11 +116,15 @@ class PersistentReservations:
                 data_in=allocation,
             )
             keys = spc.parse_read_keys(data)
-            if not keys.truncated or allocation >= spc.MAX_ALLOCATION:
+            if not keys.truncated:
                 return keys
-            if keys.needed <= allocation:
+            # A partial list could hide the victim's key: never judge a
+            # fence on one.
+            if keys.needed <= allocation or allocation >= spc.MAX_ALLOCATION:
                 raise ProtocolError(
-                    f"{self.device}: READ KEYS sent less than it announced"
+                    f"{self.device}: READ KEYS announced {keys.needed} bytes"
+                    f" but sent {len(data)}",
+                    device=self.device,
                 )
             allocation = min(keys.needed, spc.MAX_ALLOCATION)
 
