@@ -151,11 +151,11 @@ class Options:
         try:
             yield
         except ConfigError as exc:
-            located = exc.where is None or exc.where.startswith(self._where)
-            if not self._where or located:
+            key = exc.where
+            if not self._where or key is None or key.startswith(self._where):
                 raise
-            message = exc.message.removeprefix(f"{exc.where}: ")
-            raise ConfigError(message, where=self.where(exc.where)) from exc
+            message = exc.message.removeprefix(f"{key}: ")
+            raise ConfigError(message, where=self.where(key)) from exc
 
     def finish(self) -> None:
         """Reject keys that no option read.

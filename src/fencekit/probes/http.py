@@ -102,6 +102,7 @@ class HttpProbe:
         )
         self.ip_version = ip_version
         self._session: Any = None
+        self._prepared: Any = None
         if not verify_tls:
             _quiet_insecure_warning()
             get_logger(__name__).warning(
@@ -153,14 +154,13 @@ class HttpProbe:
 
         session = self._session or self._new_session()
         try:
-            response = session.request(
-                self.method,
-                self.url,
-                headers=self.headers,
+            response = session.send(
+                self._prepared.copy(),
                 timeout=self.timeout,
                 allow_redirects=self.follow_redirects,
                 verify=self.verify,
                 cert=self.cert,
+                proxies={},
                 stream=True,
             )
         except requests.exceptions.SSLError as exc:
@@ -200,6 +200,12 @@ class HttpProbe:
             adapter = _family_adapter(self.ip_version)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+        # The request is prepared once: Session.request would prepare it
+        # and merge settings anew on every run, which doubles the CPU
+        # time of a probe on a keep-alive connection.
+        self._prepared = session.prepare_request(
+            requests.Request(self.method, self.url, headers=self.headers)
+        )
         self._session = session
         return session
 
