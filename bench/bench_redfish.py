@@ -96,6 +96,31 @@ def fence_redfish_stdin(emu: SushyEmulator) -> str:
     )
 
 
+# The same verified off as a plain script using the library, without the
+# CLI: separates the CLI's start-up cost from the driver's.
+_LIBRARY_ONCE = """\
+import asyncio, sys
+from fencekit.outcome import Action
+from fencekit.power.operate import operate
+from fencekit.power.redfish import RedfishDriver
+from fencekit.secrets import from_file
+port, system, user, pw_file, ca = sys.argv[1:6]
+async def main():
+    async with RedfishDriver("127.0.0.1", port=int(port), system=system,
+            username=user, password=from_file(pw_file), ca_file=ca) as d:
+        await operate(d, Action.OFF)
+asyncio.run(main())
+"""
+
+
+def library_once_argv(emu: SushyEmulator, password_file: Path) -> list[str]:
+    """A one-off Python process doing the verified off with the library."""
+    return [
+        sys.executable, "-c", _LIBRARY_ONCE, str(emu.port), SYSTEM,
+        emu.user, str(password_file), str(emu.ca_file),
+    ]  # fmt: skip
+
+
 def pinned_env(emu: SushyEmulator) -> dict[str, str]:
     """The environment with the bench CA as requests' trust store."""
     return dict(os.environ, REQUESTS_CA_BUNDLE=str(emu.ca_file))
@@ -117,6 +142,12 @@ def alternate(
         "fence_redfish -o off": lambda: subprocess.run(
             [FENCE_REDFISH],
             input=stdin.encode(),
+            capture_output=True,
+            env=env,
+            check=False,
+        ),
+        "library script (no CLI)": lambda: subprocess.run(
+            library_once_argv(emu, password_file),
             capture_output=True,
             env=env,
             check=False,
@@ -235,6 +266,9 @@ def main() -> None:
     if sys.argv[1:2] == ["--power-on"]:
         power_on(*sys.argv[2:6])
         return
+    from fencekit.logging import configure
+
+    configure(verbosity=0)
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--cycles", type=int, default=100)
@@ -255,13 +289,16 @@ def main() -> None:
             library_keep_alive(Pki(Path(tmp) / "pki"), args.cycles)
         )
 
-    fk, incumbent = (summary(s) for s in whole.values())
+    fk, incumbent, script = (summary(s) for s in whole.values())
     report = {
         "whole_command_alternating": dict(
-            zip(whole, (fk, incumbent), strict=True)
+            zip(whole, (fk, incumbent, script), strict=True)
         ),
         "ratio_median": round(fk["median_ms"] / incumbent["median_ms"], 2),
         "ratio_p90": round(fk["p90_ms"] / incumbent["p90_ms"], 2),
+        "ratio_library_script_median": round(
+            script["median_ms"] / incumbent["median_ms"], 2
+        ),
         "hyperfine_median_ms": hf,
         "library_warm_verified_off_emulator": summary(lib),
         "library_warm_verified_off_keep_alive": summary(kept),
