@@ -311,7 +311,12 @@ class _Reader:
                 )
         if fencer.local_node is not None and fencer.local_node not in nodes:
             raise self.fail("fencer.local_node", "names no node")
-        return Inventory(cluster, nodes, devices, fencer, self.path)
+        inventory = Inventory(cluster, nodes, devices, fencer, self.path)
+        if any(d.driver == "scsi" for d in devices.values()):
+            from fencekit.storage.method import check_inventory
+
+            check_inventory(inventory, self.fail)
+        return inventory
 
     def fencer(self, data: Mapping[str, Any]) -> FencerSettings:
         keys = {f.name for f in dataclasses.fields(FencerSettings)}
@@ -363,6 +368,9 @@ class _Reader:
             port=self.port(data, at),
             credentials=self.credentials(data, at),
             timeout=self.seconds(data, "timeout", at, 20.0, zero=False),
+            # TODO: driver options are checked when the driver is built
+            # (fence or check time), not here: building a driver to check
+            # them could open sessions, and drivers have no dry-run hook.
             options=dict(self.table(data, "options", at)),
         )
 

@@ -19,6 +19,10 @@ skips any line that is not a whole JSON object, with a warning, and goes
 on; the next append first ends the torn line, so it never swallows a
 whole record. Records hold names, addresses, states and reasons, never a
 credential.
+
+TODO: the journal is never rotated; it grows by about 1 KB per fence.
+Rotating it needs a rename under the same ``flock`` (or logrotate's
+``copytruncate``, which is safe with ``O_APPEND`` writers).
 """
 
 from __future__ import annotations
