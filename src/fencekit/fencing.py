@@ -133,6 +133,8 @@ class MethodContext:
         settle: consecutive readings of the wanted state required.
         interval: seconds between readings while the state is wrong.
         clock: the clock to use.
+        cluster: the inventory's cluster name.
+        local_node: the node this machine is, when known.
     """
 
     device: DeviceConfig
@@ -141,13 +143,15 @@ class MethodContext:
     settle: int = 2
     interval: float = 0.25
     clock: Clock = SYSTEM_CLOCK
+    cluster: str = ""
+    local_node: NodeConfig | None = None
 
 
 MethodBuilder = Callable[[MethodContext], FenceMethod]
 
 _BUILDERS: dict[str, MethodBuilder] = {}
 
-LAZY_METHODS: dict[str, str] = {}
+LAZY_METHODS: dict[str, str] = {"scsi": "fencekit.storage.method:build"}
 """Builders by driver name as ``"module:function"``, imported when used."""
 
 
@@ -647,6 +651,8 @@ class Fencer:
                 settle=settings.settle,
                 interval=settings.interval,
                 clock=self._clock,
+                cluster=self.inventory.cluster,
+                local_node=self.inventory.nodes.get(self.local_node or ""),
             )
         )
 
