@@ -58,6 +58,7 @@ def _v3_inform(
     user: str = peer.INFORM_USER,
     auth: str = peer.INFORM_AUTH,
     auth_protocol: str = "sha",
+    privacy: str = "aes",
     timeout: float = 5.0,
     retries: int = 1,
 ) -> notify.Destination:
@@ -72,6 +73,7 @@ def _v3_inform(
             user=user,
             auth_protocol=auth_protocol,
             auth_key=Secret(auth),
+            priv_protocol=privacy,
             priv_key=Secret(peer.INFORM_PRIV),
         ),
     )
@@ -144,19 +146,27 @@ async def test_v3_trap_authpriv_is_logged(
 
 
 @pytest.mark.parametrize(
-    ("user", "protocol"),
-    [(peer.INFORM_USER, "sha"), (peer.INFORM_USER + "256", "sha256")],
+    ("user", "protocol", "privacy"),
+    [
+        (peer.INFORM_USER, "sha", "aes"),
+        (peer.INFORM_USER + "256", "sha256", "aes"),
+        (peer.INFORM_USER + "512", "sha512", "aes256"),
+    ],
 )
 async def test_v3_inform_authpriv_is_acknowledged_and_logged(
     snmptrapd: peer.SnmpTrapd,
     notifiers: list[notify.Notifier],
     user: str,
     protocol: str,
+    privacy: str,
 ) -> None:
-    """An SNMPv3 authPriv inform (SHA-1 and SHA-256, AES) is
-    acknowledged by snmptrapd and logged."""
+    """An SNMPv3 authPriv inform (SHA-1, SHA-256 with AES-128; SHA-512
+    with AES-256) is acknowledged by snmptrapd and logged."""
     notifier = _notifier(
-        notifiers, _v3_inform(snmptrapd, user=user, auth_protocol=protocol)
+        notifiers,
+        _v3_inform(
+            snmptrapd, user=user, auth_protocol=protocol, privacy=privacy
+        ),
     )
     check = f"web-inform-{protocol}"
 

@@ -89,19 +89,28 @@ async def test_v2c_check_passes_every_comparison(
 
 
 @pytest.mark.parametrize(
-    ("user", "protocol"),
-    [(peer.AGENT_USER, "sha"), (peer.AGENT_USER + "256", "sha256")],
+    ("user", "protocol", "privacy"),
+    [
+        (peer.AGENT_USER, "sha", "aes"),
+        (peer.AGENT_USER + "256", "sha256", "aes"),
+        (peer.AGENT_USER + "512", "sha512", "aes256"),
+    ],
 )
 async def test_v3_authpriv_check(
-    snmpd: peer.Snmpd, tmp_path: Path, user: str, protocol: str
+    snmpd: peer.Snmpd,
+    tmp_path: Path,
+    user: str,
+    protocol: str,
+    privacy: str,
 ) -> None:
-    """An SNMPv3 authPriv check (SHA-1 and SHA-256 with AES) reads and
-    judges the values."""
+    """An SNMPv3 authPriv check (SHA-1 and SHA-256 with AES-128, SHA-512
+    with AES-256) reads and judges the values."""
     table = _v3(
         snmpd,
         tmp_path,
         user=user,
         auth_protocol=protocol,
+        priv_protocol=privacy,
         expect=EXPECT_HEALTHY,
     )
     probe = probes.build("snmp", table, "checks.sys")

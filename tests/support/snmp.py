@@ -114,6 +114,8 @@ createUser {inform_user} SHA "{inform_auth}" AES "{inform_priv}"
 authUser log {inform_user} priv
 createUser {inform256} SHA-256 "{inform_auth}" AES "{inform_priv}"
 authUser log {inform256} priv
+createUser {inform512} SHA-512 "{inform_auth}" AES-256 "{inform_priv}"
+authUser log {inform512} priv
 createUser -e 0x{engine} {trap_user} SHA "{trap_auth}" AES "{trap_priv}"
 authUser log {trap_user} priv
 doNotRetainNotificationLogs yes
@@ -125,8 +127,8 @@ class SnmpTrapd(_Daemon):
 
     It accepts v2c traps with :data:`COMMUNITY`, v3 traps from
     :data:`TRAP_USER` under :data:`TRAP_ENGINE_ID`, and v3 informs from
-    :data:`INFORM_USER` (SHA/AES) and ``INFORM_USER + "256"``
-    (SHA-256/AES), all at authPriv.
+    :data:`INFORM_USER` (SHA/AES), ``INFORM_USER + "256"`` (SHA-256/AES)
+    and ``INFORM_USER + "512"`` (SHA-512/AES-256), all at authPriv.
     """
 
     name = "snmptrapd"
@@ -145,6 +147,7 @@ class SnmpTrapd(_Daemon):
                 community=COMMUNITY,
                 inform_user=INFORM_USER,
                 inform256=INFORM_USER + "256",
+                inform512=INFORM_USER + "512",
                 inform_auth=INFORM_AUTH,
                 inform_priv=INFORM_PRIV,
                 engine=TRAP_ENGINE_ID,
@@ -192,6 +195,8 @@ createUser {user} SHA "{auth}" AES "{priv}"
 rouser {user} priv
 createUser {user}256 SHA-256 "{auth}" AES "{priv}"
 rouser {user}256 priv
+createUser {user}512 SHA-512 "{auth}" AES-256 "{priv}"
+rouser {user}512 priv
 sysLocation fencekit-lab
 sysName fk-snmpd
 sysContact ops@example.net
@@ -201,7 +206,8 @@ master no
 
 class Snmpd(_Daemon):
     """net-snmp's agent, read-only: v2c :data:`COMMUNITY`, v3 users
-    :data:`AGENT_USER` (SHA/AES) and ``AGENT_USER + "256"`` (SHA-256)."""
+    :data:`AGENT_USER` (SHA/AES), ``AGENT_USER + "256"`` (SHA-256/AES)
+    and ``AGENT_USER + "512"`` (SHA-512/AES-256)."""
 
     name = "snmpd"
 
