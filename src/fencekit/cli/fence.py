@@ -29,13 +29,15 @@ def register(sub: Any) -> None:
     _register_history(sub)
 
 
-def _config_option(parser: argparse.ArgumentParser, required: bool) -> None:
+def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         "-c",
         metavar="FILE",
-        required=required,
-        help="the cluster inventory (TOML)",
+        help=(
+            "the cluster inventory (TOML); default $FENCEKIT_INVENTORY or"
+            " /etc/fencekit/inventory.toml"
+        ),
     )
 
 
@@ -62,7 +64,7 @@ def _register_fence(sub: Any) -> None:
         default="off",
         help="off (default), reboot (off, then on) or on",
     )
-    _config_option(parser, True)
+    _config_option(parser)
     _json_option(parser)
     parser.set_defaults(handler=handle_fence)
 
@@ -76,7 +78,7 @@ def _register_check(sub: Any) -> None:
             " when any device does not answer or refuses its credentials."
         ),
     )
-    _config_option(parser, True)
+    _config_option(parser)
     parser.add_argument(
         "--timeout",
         type=_common.positive_float,
@@ -92,7 +94,7 @@ def _register_nodes(sub: Any) -> None:
         "nodes",
         help="list the inventory's nodes and their fence levels",
     )
-    _config_option(parser, True)
+    _config_option(parser)
     _json_option(parser)
     parser.set_defaults(handler=handle_nodes)
 
@@ -107,7 +109,7 @@ def _register_history(sub: Any) -> None:
         ),
     )
     parser.add_argument("node", nargs="?", metavar="NODE")
-    _config_option(parser, False)
+    _config_option(parser)
     parser.add_argument(
         "--journal", metavar="FILE", help="read FILE instead of --config's"
     )
@@ -122,9 +124,9 @@ def _register_history(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> Inventory:
-    from fencekit.config import load
+    from fencekit.config import inventory_path, load
 
-    return load(args.config)
+    return load(inventory_path(args.config))
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -292,15 +294,9 @@ def handle_nodes(args: argparse.Namespace) -> int:
 
 def handle_history(args: argparse.Namespace) -> int:
     """Print the journal's records, oldest first."""
-    from fencekit.errors import ConfigError
     from fencekit.journal import read
 
-    if args.journal:
-        path = args.journal
-    elif args.config:
-        path = _load(args).fencer.journal
-    else:
-        raise ConfigError("give --config or --journal", where="history")
+    path = args.journal or _load(args).fencer.journal
 
     records = list(read(path, node=args.node).records)
     if args.last:
