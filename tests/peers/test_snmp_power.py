@@ -407,3 +407,37 @@ def test_cli_snmp_without_plug_is_bad_input(tmp_path: Path) -> None:
     assert "plug" in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_failing_fence_never_prints_the_community(
+    snmpsim: peer.SnmpSim, tmp_path: Path
+) -> None:
+    """A fence with a wrong community, at debug verbosity, fails and
+    prints the community nowhere; it is never on fencekit's argv."""
+    canary = "CANARY-cli-community-9b"
+    community = peer.secret_file(tmp_path, "community", canary)
+    argv = [
+        "--verbose",
+        "--verbose",
+        "power",
+        "off",
+        "--driver",
+        "snmp-port",
+        "--host",
+        snmpsim.host,
+        "--port",
+        str(snmpsim.port),
+        "--community-file",
+        str(community),
+        "--plug",
+        "2",
+        "--timeout",
+        "2",
+    ]
+
+    done = _cli(*argv)
+
+    assert done.returncode == 1
+    assert "no answer" in done.stderr
+    assert canary not in done.stdout + done.stderr + " ".join(argv)
+    assert snmpsim.get(f"{IF_ADMIN_STATUS}.2") == "1"
