@@ -396,3 +396,30 @@ async def test_builder_failure_is_a_failed_attempt(
     records = read(tmp_path / "journal.jsonl").records
     assert records[1]["event"] == "attempt"
     assert records[1]["reason"] == "cipher: bad option"
+
+
+async def test_parallel_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No more than fencer.max_parallel nodes are fenced at once."""
+    nodes = {f"node-{i}": [[f"bmc-{i}"]] for i in range(6)}
+    inv = inventory(tmp_path, nodes, fencer={"max_parallel": 2})
+    active: list[int] = [0]
+    peak: list[int] = [0]
+
+    class Slow(FakeMethod):
+        async def run(self, action: Action, timeout: float) -> Any:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            await asyncio.sleep(0.02)
+            try:
+                return await super().run(action, timeout)
+            finally:
+                active[0] -= 1
+
+    monkeypatch.setitem(fencing._BUILDERS, "fake", Slow)
+
+    outcomes = await Fencer(inv).fence_many(list(nodes))
+
+    assert all(o.success for o in outcomes)
+    assert peak[0] == 2
