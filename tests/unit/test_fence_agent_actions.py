@@ -262,6 +262,14 @@ def test_journal_records_the_fence(ipmi_sim: IpmiSim, tmp_path: Path) -> None:
     assert records[-1]["success"] is True
     assert records[-1]["state"] == "off"
     assert records[-1]["source"] == "fence_fencekit_ipmi"
+    history = subprocess.run(
+        [str(Path(sys.executable).with_name("fencekit")), "history",
+         "node-b", "--journal", str(journal)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert history.returncode == 0, history.stderr
+    assert "node-b" in history.stdout
+    assert "outcome" in history.stdout
 
 
 def test_failing_fence_leaks_no_password(tmp_path: Path) -> None:
