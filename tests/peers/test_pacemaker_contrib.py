@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from fencekit.config import parse
-from fencekit.fencing import known_drivers
 from tests.support import peers
 from tests.support.http import HttpServer
 
@@ -252,11 +251,7 @@ def test_two_node_inventory_with_ipmi_then_scsi(tmp_path: Path) -> None:
         tomllib.loads(example.read_text()), tmp_path
     )
 
-    # TODO: drop the explicit "scsi" once storage fencing registers its
-    # driver with the fencer; until then the loader does not know it.
-    inventory = parse(
-        data, source=example, known_drivers=known_drivers() | {"scsi"}
-    )
+    inventory = parse(data, source=example)
 
     assert set(inventory.nodes) == {"node-a", "node-b"}
     for node in inventory.nodes.values():
