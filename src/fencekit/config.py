@@ -107,7 +107,8 @@ class DeviceConfig:
     Attributes:
         name: the device's name in the inventory.
         driver: the driver or method that talks to it (``ipmi``...).
-        host: its address.
+        host: its address (required for power drivers; may be empty
+            for methods that find their device otherwise).
         port: its port; the driver's default when None.
         credentials: the account and where its password is kept, if the
             driver needs one.
@@ -364,7 +365,7 @@ class _Reader:
         return DeviceConfig(
             name=name,
             driver=driver,
-            host=self.text(data, "host", at),
+            host=self.text(data, "host", at, _host_default(driver)),
             port=self.port(data, at),
             credentials=self.credentials(data, at),
             timeout=self.seconds(data, "timeout", at, 20.0, zero=False),
@@ -569,6 +570,13 @@ class _Reader:
         if not 0 < value < 65536:
             raise self.fail(f"{at}.port", "must be 1-65535")
         return value
+
+
+def _host_default(driver: str) -> Any:
+    """Power devices need a host; other methods (storage) may not."""
+    from fencekit.power.drivers import DRIVERS
+
+    return ... if driver in DRIVERS else ""
 
 
 def _join(at: str, key: str) -> str:

@@ -164,6 +164,11 @@ BAD = [
         "nodes[0].delay: must be shorter than fencer.fence_timeout",
     ),
     (
+        "power device without host",
+        GOOD.replace('host = "127.0.0.2"\n', ""),
+        "devices.bmc-b.host: is required",
+    ),
+    (
         "not TOML",
         GOOD + "\n[[nodes]\n",
         "not valid TOML",
