@@ -381,7 +381,11 @@ class Monitor:
 
     async def _loop(self, name: str) -> None:
         status = self._status[name]
+        # Spread the first runs too, so that checks configured together
+        # do not all fire at start-up at the same instant.
         next_run = self._clock.monotonic()
+        next_run += self._rng.uniform(0.0, status.spec.jitter)
+        await self._clock.sleep(next_run - self._clock.monotonic())
         while True:
             spec = status.spec
             outcome = await self._run_once(status)

@@ -481,3 +481,56 @@ def test_example_configuration_runs(
 
     assert "probe_success 1.0" in probe
     assert agent.stop() == 0
+
+
+def test_metrics_over_tls(tmp_path: Path, agents: list[AgentProcess]) -> None:
+    """With tls_cert the endpoint serves HTTPS with that certificate."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    chain = tmp_path / "agent.pem"
+    ca.issue_cert(LOOPBACK).private_key_and_cert_chain_pem.write_to_path(
+        str(chain)
+    )
+    port = free_port()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\nlisten = "{LOOPBACK}:{port}"\ntls_cert = "{chain}"\n'
+        "[checks.true]\nkind = 'command'\ncommand = ['true']\n"
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fencekit.cli",
+            "agent",
+            "--config",
+            str(config),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    url = f"https://{LOOPBACK}:{port}/metrics"
+
+    def fetch() -> str | None:
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=10) as r:
+                body: bytes = r.read()
+                return body.decode()
+        except OSError:
+            return None
+
+    try:
+        wait_until(lambda: fetch() is not None, 30, "HTTPS /metrics")
+        text = fetch()
+    finally:
+        process.terminate()
+        process.wait(30)
+
+    assert text is not None and "fencekit_check_up" in text
+    assert process.returncode == 0

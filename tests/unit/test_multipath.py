@@ -157,3 +157,17 @@ async def test_probe_missing_command_or_file(tmp_path: Path) -> None:
 
     assert not outcome.healthy
     assert "No such file" in outcome.reason
+
+
+async def test_probe_without_multipathd_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing multipath command is an unhealthy outcome with a reason."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    probe = build("multipath", {"source": "ll", "timeout": 20})
+
+    outcome = await probe.run()
+
+    assert not outcome.healthy
+    assert outcome.reason.startswith("multipath -ll: ")
+    assert "No such file" in outcome.reason
