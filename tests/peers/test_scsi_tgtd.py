@@ -8,13 +8,18 @@ are refused exactly as its I/O would be.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from fencekit.errors import UnreachableError, UnsupportedError
+from fencekit.errors import (
+    DeviceTimeoutError,
+    UnreachableError,
+    UnsupportedError,
+)
 from fencekit.storage import operations, spc
 from fencekit.storage.iscsi import IscsiTransport
 from fencekit.storage.keys import key_for_node
@@ -217,6 +222,30 @@ async def test_target_stopped_mid_fence_is_a_failure(
     assert isinstance(result.error, UnreachableError)
     assert result.reason is not None and "session lost" in result.reason
     assert killer.sent == 2
+
+
+async def test_hung_target_is_a_timeout_within_the_deadline(
+    tgtd: Tgtd, nodes: dict[str, Node]
+) -> None:
+    """The target stops answering during the fence: a timeout failure
+    after the command deadline, never a success."""
+    a, b = nodes["node-a"], nodes["node-b"]
+    await operations.unfence([a.unit], a.key)
+    await operations.unfence([b.unit], b.key)
+    unit = LogicalUnit(
+        a.url, (PersistentReservations(a.path.transport, timeout=2),)
+    )
+    tgtd.pause()
+    try:
+        started = time.monotonic()
+        outcome = await operations.fence([unit], a.key, b.key)
+        elapsed = time.monotonic() - started
+    finally:
+        tgtd.resume()
+
+    assert not outcome.success
+    assert isinstance(outcome.units[0].error, DeviceTimeoutError)
+    assert elapsed < 30
 
 
 async def test_self_check_fails_closed_when_target_is_gone(

@@ -123,12 +123,23 @@ class Tgtd:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
+    def pause(self) -> None:
+        """Stop the daemon answering (SIGSTOP): a hung target."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused daemon run again (SIGCONT)."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Shut down through the control socket; SIGKILL if it lingers."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
             for args in (
                 ("--op", "update", "--mode", "sys", "--name", "State",
                  "-v", "offline"),

@@ -243,6 +243,9 @@ class IscsiTransport:
         context: int | None = lib.iscsi_create_context(self.initiator.encode())
         if not context:
             raise ProtocolError("libiscsi could not create a context")
+        # TODO: no CHAP: targets that require it refuse the login. It
+        # needs iscsi_set_initiator_username_pwd fed from a Secret, and a
+        # credential option on the CLI and in the inventory.
         lib.iscsi_set_targetname(context, self.url.target.encode())
         lib.iscsi_set_session_type(context, _SESSION_NORMAL)
         # A silent reconnect would log in as a new I_T nexus, whose

@@ -101,6 +101,9 @@ def _kernel_ioctl(fd: int, request: int, buffer: bytearray) -> Any:
     return fcntl.ioctl(fd, request, buffer, True)
 
 
+# TODO: never run against a kernel SCSI device here (this machine has
+# none); the packing and the status mapping are tested on recorded tgtd
+# pairs replayed through the ioctl, not on a real disk.
 class SgioTransport:
     """SG_IO on a local block (``/dev/sdb``) or sg (``/dev/sg2``) device.
 
