@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fencekit import blocking
+    from fencekit.config import Inventory
+    from fencekit.config import load as load_inventory
     from fencekit.errors import (
         AuthenticationError,
         ConfigError,
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
         UnreachableError,
         UnsupportedError,
     )
-    from fencekit.fencing import Fencer, fence
+    from fencekit.fencing import CheckResult, Fencer, fence
     from fencekit.outcome import Action, FenceOutcome, PowerState
     from fencekit.power.operate import Verification, attempt, operate
     from fencekit.probes import ProbeOutcome
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Action",
     "AuthenticationError",
+    "CheckResult",
     "ConfigError",
     "DeviceTimeoutError",
     "FenceError",
@@ -49,6 +52,7 @@ __all__ = [
     "FenceOutcome",
     "FencekitError",
     "Fencer",
+    "Inventory",
     "NotConfirmedError",
     "PowerState",
     "ProbeOutcome",
@@ -62,6 +66,7 @@ __all__ = [
     "attempt",
     "blocking",
     "fence",
+    "load_inventory",
     "operate",
     "probe",
 ]
@@ -71,6 +76,8 @@ _WHERE = {
     "FenceOutcome": "fencekit.outcome",
     "PowerState": "fencekit.outcome",
     "Fencer": "fencekit.fencing",
+    "CheckResult": "fencekit.fencing",
+    "Inventory": "fencekit.config",
     "fence": "fencekit.fencing",
     "Verification": "fencekit.power.operate",
     "attempt": "fencekit.power.operate",
@@ -85,6 +92,8 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module("fencekit.blocking")
     if name == "probe":
         return _probe
+    if name == "load_inventory":
+        return importlib.import_module("fencekit.config").load
     module = _WHERE.get(name)
     if module is None and name.endswith("Error") and name in __all__:
         module = "fencekit.errors"
