@@ -7,6 +7,7 @@ are refused exactly as its I/O would be.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from structlog.testing import capture_logs
 
 from fencekit.errors import (
     DeviceTimeoutError,
+    FenceError,
     UnreachableError,
     UnsupportedError,
 )
@@ -222,6 +224,45 @@ async def test_target_stopped_mid_fence_is_a_failure(
     assert isinstance(result.error, UnreachableError)
     assert result.reason is not None and "session lost" in result.reason
     assert killer.sent == 2
+
+
+async def test_a_fenced_node_cannot_fence_back(
+    nodes: dict[str, Node],
+) -> None:
+    """B, fenced, tries to fence A on its own session: refused, and B
+    does not register again on the way."""
+    a, b = nodes["node-a"], nodes["node-b"]
+    await operations.unfence([a.unit], a.key)
+    await operations.unfence([b.unit], b.key)
+    assert (await operations.fence([a.unit], a.key, b.key)).success
+
+    outcome = await operations.fence([b.unit], b.key, a.key)
+
+    assert not outcome.success
+    assert isinstance(outcome.units[0].error, FenceError)
+    assert "preempted" in (outcome.reason or "")
+    keys = await a.path.read_keys()
+    assert a.key in keys.keys and b.key not in keys.keys
+
+
+async def test_fence_race_leaves_one_winner(nodes: dict[str, Node]) -> None:
+    """A and B fence each other at once: at most one fence succeeds, and
+    it is the node whose key is left registered."""
+    a, b = nodes["node-a"], nodes["node-b"]
+    await operations.unfence([a.unit], a.key)
+    await operations.unfence([b.unit], b.key)
+
+    by_a, by_b = await asyncio.gather(
+        operations.fence([a.unit], a.key, b.key),
+        operations.fence([b.unit], b.key, a.key),
+    )
+
+    assert not (by_a.success and by_b.success)
+    keys = (await nodes["node-c"].path.read_keys()).keys
+    if by_a.success:
+        assert a.key in keys and b.key not in keys
+    if by_b.success:
+        assert b.key in keys and a.key not in keys
 
 
 async def test_hung_target_is_a_timeout_within_the_deadline(

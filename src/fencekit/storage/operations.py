@@ -315,6 +315,10 @@ async def fence(
     afterwards gets one (RESERVE, ``rtype``), since a registrants-only
     reservation is what refuses the victim's writes.
 
+    A path whose own registration the target reports preempted (this
+    node was fenced) fails the unit instead of registering again: the
+    loser of a fence race must not come back by fencing the winner.
+
     Raises:
         ConfigError: ``victim`` is our own key.
     """
@@ -343,7 +347,7 @@ async def _fence_unit(
     before: int,
 ) -> UnitResult:
     async def register(path: PersistentReservations) -> None:
-        await path.register(key)
+        await path.register(key, rejoin=False)
 
     path, _ = await _first_path(unit, register)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fencekit._log import get_logger
 from fencekit.clock import SYSTEM_CLOCK, Clock
-from fencekit.errors import ProtocolError
+from fencekit.errors import FenceError, ProtocolError
 from fencekit.storage import spc
 from fencekit.storage.spc import (
     Capabilities,
@@ -47,6 +47,10 @@ class PersistentReservations:
         commands: how many commands were sent (round trips).
         abort_supported: False once the target refused PREEMPT AND
             ABORT; later fences go straight to PREEMPT.
+        preempted: True once the target reported that this path's
+            registration was preempted (UNIT ATTENTION 2Ah/03h or
+            2Ah/05h): this node has been fenced. Only :meth:`register`
+            with ``rejoin=True`` (unfencing) clears it.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class PersistentReservations:
         self.clock = clock
         self.commands = 0
         self.abort_supported = True
+        self.preempted = False
 
     async def send(
         self,
@@ -74,13 +79,23 @@ class PersistentReservations:
         *,
         data_out: bytes = b"",
         data_in: int = 0,
+        guard: bool = False,
     ) -> bytes:
         """Send one command, repeating it after a unit attention.
+
+        Args:
+            what: the command's name, for messages.
+            cdb: the command descriptor block.
+            data_out: bytes for the target.
+            data_in: the most bytes to accept.
+            guard: refuse to go on when this path turns out to have been
+                preempted, instead of repeating the command.
 
         Returns:
             The data-in bytes.
 
         Raises:
+            FenceError: ``guard`` is set and this path was preempted.
             TransportError: the transport failed, or the command ended in
                 an error status (see :func:`fencekit.storage.spc.check`).
             UnsupportedError: the target does not support it.
@@ -93,6 +108,10 @@ class PersistentReservations:
             try:
                 spc.check(result, what=what, device=self.device)
             except spc.ScsiError as exc:
+                if _preempted(exc):
+                    self.preempted = True
+                    if guard:
+                        raise _fenced(self.device) from exc
                 if not exc.transient or attempt == self.attempts:
                     raise
                 _log_retry(self.device, what, exc, attempt)
@@ -176,22 +195,39 @@ class PersistentReservations:
         key: int,
         service_key: int = 0,
         rtype: ReservationType | None = None,
+        *,
+        guard: bool = False,
     ) -> None:
         what = action.name.replace("_", " ")
         await self.send(
             what,
             spc.pr_out_cdb(action, rtype),
             data_out=spc.pr_out_parameters(key, service_key),
+            guard=guard,
         )
 
-    async def register(self, key: int) -> None:
+    async def register(self, key: int, *, rejoin: bool = True) -> None:
         """Register ``key`` on this path, whatever was registered before
         (REGISTER AND IGNORE EXISTING KEY).
 
+        Args:
+            key: this node's key.
+            rejoin: register even if this path was preempted (unfencing).
+                When False, a preempted path is refused: a node that was
+                fenced must not register again on its way to fencing
+                another node (the loser of a fence race would come back).
+
         Raises:
+            FenceError: ``rejoin`` is False and this path was preempted.
             TransportError: see :meth:`send`.
         """
-        await self._out(PrOut.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key)
+        if not rejoin and self.preempted:
+            raise _fenced(self.device)
+        await self._out(
+            PrOut.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key, guard=not rejoin
+        )
+        if rejoin:
+            self.preempted = False
 
     async def register_new(self, key: int, old: int = 0) -> None:
         """REGISTER: replace registration ``old`` (0: none) by ``key``.
@@ -258,12 +294,13 @@ class PersistentReservations:
         Raises:
             ReservationConflictError: ``key`` is not registered here, or
                 ``victim`` matches no registration.
+            FenceError: this path's own registration was preempted.
             TransportError: see :meth:`send`.
         """
         if abort and self.abort_supported:
             try:
                 await self._out(
-                    PrOut.PREEMPT_AND_ABORT, key, victim, rtype=rtype
+                    PrOut.PREEMPT_AND_ABORT, key, victim, rtype, guard=True
                 )
                 return True
             except spc.IllegalRequestError as exc:
@@ -274,8 +311,28 @@ class PersistentReservations:
                     reason=str(exc),
                     using="PREEMPT",
                 )
-        await self._out(PrOut.PREEMPT, key, victim, rtype=rtype)
+        await self._out(PrOut.PREEMPT, key, victim, rtype, guard=True)
         return False
+
+
+def _preempted(exc: spc.ScsiError) -> bool:
+    sense = exc.sense
+    return (
+        isinstance(exc, spc.UnitAttentionError)
+        and sense is not None
+        and sense.asc == spc.ASC_RESERVATIONS
+        and sense.ascq
+        in (spc.ASCQ_RESERVATIONS_PREEMPTED, spc.ASCQ_REGISTRATIONS_PREEMPTED)
+    )
+
+
+def _fenced(device: str) -> FenceError:
+    return FenceError(
+        f"{device}: this node's own registration was preempted (it has"
+        " been fenced); it must be unfenced before it fences others",
+        device=device,
+        action="fence",
+    )
 
 
 def _log_retry(device: str, what: str, exc: Exception, attempt: int) -> None:
