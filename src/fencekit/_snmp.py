@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import importlib
 import re
+import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
@@ -82,22 +83,34 @@ _hlapi_module: ModuleType | None = None
 def hlapi() -> ModuleType:
     """pysnmp's asyncio high-level API, imported on first use.
 
-    pysnmp 7.1 imports pysmi names that pysmi 1.5 and later deprecated
-    (``getReadersFromUrls``, ``smiV1Relaxed`` in pysnmp/smi/compiler.py),
-    so its import warns whenever pysmi is installed. The warning says
-    nothing about fencekit's use and is silenced for that import only.
+    pysnmp 7.1 imports pysmi, when it is installed, to compile MIB
+    files on demand. fencekit speaks numeric OIDs only, so pysmi is kept
+    out of that import: it would cost half a second (pysmi loads
+    requests and its parsers) and warn about names pysmi 1.5 and later
+    deprecated (``getReadersFromUrls``, ``smiV1Relaxed``, in
+    pysnmp/smi/compiler.py). pysnmp then runs without a MIB compiler,
+    which it supports. When another module has already imported pysmi,
+    the warning is silenced for this import instead.
     """
     global _hlapi_module
     if _hlapi_module is None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore",
-                category=DeprecationWarning,
-                module=r"pysnmp\.smi\.compiler",
-            )
-            _hlapi_module = importlib.import_module(
-                "pysnmp.hlapi.v3arch.asyncio"
-            )
+        blocked = "pysmi" not in sys.modules
+        if blocked:
+            # A None entry makes "import pysmi..." raise ImportError.
+            sys.modules["pysmi"] = None  # type: ignore[assignment]
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore",
+                    category=DeprecationWarning,
+                    module=r"pysnmp\.smi\.compiler",
+                )
+                _hlapi_module = importlib.import_module(
+                    "pysnmp.hlapi.v3arch.asyncio"
+                )
+        finally:
+            if blocked:
+                del sys.modules["pysmi"]
     return _hlapi_module
 
 
@@ -258,10 +271,10 @@ def new_engine(engine_id: str | None = None) -> Any:
     arrive, so notifications never share an engine with requests.
 
     fencekit speaks only numeric OIDs, so the engine is given a MIB
-    compiler that compiles nothing: otherwise pysnmp 7.1, whenever pysmi
-    is installed, attaches pysmi on the first var-bind it resolves
-    (through deprecated pysmi names that warn) and would compile MIB
-    files found under /usr/share/snmp/mibs.
+    compiler that compiles nothing: otherwise pysnmp 7.1, when it was
+    imported with pysmi (see :func:`hlapi`), attaches pysmi on the first
+    var-bind it resolves (through deprecated pysmi names that warn) and
+    would compile MIB files found under /usr/share/snmp/mibs.
     """
     api = hlapi()
     if engine_id is None:
