@@ -242,6 +242,12 @@ def test_service_killed_and_recovered(
     )
     assert changes == 1
     assert agent.stop() == 0
+    lines = [
+        line
+        for line in agent.log.read_text().splitlines()
+        if '"check_state_changed"' in line and '"check": "web"' in line
+    ]
+    assert len(lines) == 3  # unknown -> up, up -> down, down -> up
 
 
 def test_metrics_pass_promtool_and_cover_the_rules(
