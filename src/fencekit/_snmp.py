@@ -343,15 +343,18 @@ def _close_orphaned_sockets(dispatcher: Any) -> None:
 
 async def _target(host: str, port: int, timeout: float, retries: int) -> Any:
     api = hlapi()
+    from pysnmp.error import PySnmpError
+
     try:
         return await api.UdpTransportTarget.create(
             (host, port), timeout=timeout, retries=retries
         )
-    except Exception as exc:
-        # pysnmp raises its own PySnmpError for an address it cannot
-        # resolve; nothing else can fail here.
+    except PySnmpError as exc:
+        # pysnmp wraps the resolver's failure in its own error.
+        inner = exc.__cause__ or exc.__context__
+        reason = getattr(inner, "strerror", None) or "unknown host"
         raise ConfigError(
-            f"cannot resolve SNMP address {host}: {exc}", where="host"
+            f"cannot resolve SNMP address {host}: {reason}", where="host"
         ) from exc
 
 
