@@ -114,3 +114,14 @@ async def test_fencer_without_reachable_target_fails_with_reason(
 
     assert not outcome.success
     assert "login" in (outcome.reason or "")
+
+
+async def test_check_reads_the_keys_of_every_disk(
+    tmp_path: Path, tgtd: Tgtd, node_b: LogicalUnit
+) -> None:
+    """fencekit check on a scsi device reads the disk's registrations."""
+    async with Fencer(inventory(tmp_path, tgtd.url(), "node-a")) as fencer:
+        (result,) = await fencer.check()
+
+    assert result.ok, result.reason
+    assert result.detail == "1 disk(s), 1 registration(s)"

@@ -31,6 +31,7 @@ from fencekit.errors import (
 from fencekit.storage.keys import format_key
 from fencekit.storage.pr import PersistentReservations
 from fencekit.storage.spc import (
+    Registrations,
     Reservation,
     ReservationConflictError,
     ReservationType,
@@ -350,41 +351,12 @@ async def _fence_unit(
         await path.register(key, rejoin=False)
 
     path, _ = await _first_path(unit, register)
-
-    aborted: bool | None = None
-    try:
-        aborted = await path.preempt(key, victim, rtype, abort=abort)
-    except ReservationConflictError:
-        # SPC-4 5.12.11.4.3: a key that matches no registration makes the
-        # preempt fail with RESERVATION CONFLICT. The verification below
-        # decides: if the key is gone, the node is fenced already.
-        aborted = None
-
-    # TODO: READ FULL STATUS would verify keys and reservation in one
-    # round trip where the target has it (tgtd has not); two reads are
-    # used everywhere for now.
-    registrations = await path.read_keys()
-    reservation = await path.read_reservation()
-    if not reservation.held and registrations.count(victim) == 0:
-        # Someone may reserve in between: re-read below either way.
-        with contextlib.suppress(ReservationConflictError):
-            await path.reserve(key, rtype)
-        reservation = await path.read_reservation()
+    aborted = await _preempt(path, key, victim, rtype, abort)
+    registrations, reservation = await _read_back(path, key, victim, rtype)
 
     remaining = registrations.count(victim)
     ok = remaining == 0 and reservation.held
-    reason = None
-    if remaining:
-        reason = (
-            f"victim key {format_key(victim)} still registered"
-            f" {remaining} time(s) after the preempt"
-        )
-    elif not reservation.held:
-        reason = "no reservation held: the victim could still write"
-    elif aborted is None:
-        reason = "victim key was not registered (already fenced)"
-    elif not aborted:
-        reason = "PREEMPT used: the target has no PREEMPT AND ABORT"
+    reason = _fence_reason(victim, remaining, reservation, aborted)
     error = None
     if not ok:
         error = NotConfirmedError(
@@ -402,6 +374,65 @@ async def _fence_unit(
         reason=reason,
         error=error,
     )
+
+
+async def _preempt(
+    path: PersistentReservations,
+    key: int,
+    victim: int,
+    rtype: ReservationType,
+    abort: bool,
+) -> bool | None:
+    """Whether the victim's commands were aborted; None if no preempt
+    was carried out."""
+    try:
+        return await path.preempt(key, victim, rtype, abort=abort)
+    except ReservationConflictError:
+        # SPC-4 5.12.11.4.3: a key that matches no registration makes the
+        # preempt fail with RESERVATION CONFLICT. The read-back decides:
+        # if the key is gone, the node is fenced already.
+        return None
+
+
+async def _read_back(
+    path: PersistentReservations,
+    key: int,
+    victim: int,
+    rtype: ReservationType,
+) -> tuple[Registrations, Reservation]:
+    """The keys and the reservation after the preempt, reserving first
+    when the victim is gone and nobody holds a reservation."""
+    # TODO: READ FULL STATUS would verify keys and reservation in one
+    # round trip where the target has it (tgtd has not); two reads are
+    # used everywhere for now.
+    registrations = await path.read_keys()
+    reservation = await path.read_reservation()
+    if not reservation.held and registrations.count(victim) == 0:
+        # Someone may reserve in between: re-read either way.
+        with contextlib.suppress(ReservationConflictError):
+            await path.reserve(key, rtype)
+        reservation = await path.read_reservation()
+    return registrations, reservation
+
+
+def _fence_reason(
+    victim: int,
+    remaining: int,
+    reservation: Reservation,
+    aborted: bool | None,
+) -> str | None:
+    if remaining:
+        return (
+            f"victim key {format_key(victim)} still registered"
+            f" {remaining} time(s) after the preempt"
+        )
+    if not reservation.held:
+        return "no reservation held: the victim could still write"
+    if aborted is None:
+        return "victim key was not registered (already fenced)"
+    if not aborted:
+        return "PREEMPT used: the target has no PREEMPT AND ABORT"
+    return None
 
 
 async def status(units: Sequence[LogicalUnit], key: int) -> StorageOutcome:
