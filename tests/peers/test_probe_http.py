@@ -222,3 +222,20 @@ async def test_tcp_refused_and_silent(server_factory: Factory) -> None:
     outcome = await once(quiet)
     assert not outcome.healthy
     assert outcome.reason.startswith("reply: no answer")
+
+
+async def test_ipv6_pinned(server_factory: Factory) -> None:
+    """A server on ::1 answers a probe pinned to IPv6, not one pinned to 4."""
+    server = server_factory(host="::1")
+    url = server.url + "health"
+
+    six = await once(HttpProbe(url, ip_version=6))
+    four = await once(HttpProbe(url, ip_version=4, timeout=2))
+    tcp = await once(
+        build("tcp", {"host": "::1", "port": server.port, "ip_version": 6})
+    )
+
+    assert six.healthy, six.reason
+    assert not four.healthy
+    assert tcp.healthy, tcp.reason
+    assert tcp.target == f"[::1]:{server.port}"

@@ -38,6 +38,7 @@ class HttpServer:
         tls: serve HTTPS with a certificate from a fresh trustme CA.
         expires_in: the server certificate's remaining validity.
         port: the port (a restarted service); a free one by default.
+        host: the address to bind, ``::1`` for IPv6.
     """
 
     def __init__(
@@ -48,11 +49,13 @@ class HttpServer:
         tls: bool = False,
         expires_in: datetime.timedelta | None = None,
         port: int | None = None,
+        host: str = LOOPBACK,
     ) -> None:
         self.folder = folder
         self.mode = mode
         self.tls = tls
         self.expires_in = expires_in
+        self.host = host
         self.port = port or free_port()
         self.ca_file: Path | None = None
         self.not_after: datetime.datetime | None = None
@@ -62,7 +65,8 @@ class HttpServer:
     def url(self) -> str:
         """Base URL, ending with ``/``."""
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://{LOOPBACK}:{self.port}/"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/"
 
     def start(self) -> HttpServer:
         """Start the process; return once it accepts connections."""
@@ -75,6 +79,8 @@ class HttpServer:
             str(self.port),
             "--mode",
             self.mode,
+            "--host",
+            self.host,
         ]
         if self.tls:
             argv += self._certificates()
@@ -107,7 +113,7 @@ class HttpServer:
         if self.process.poll() is not None:
             raise RuntimeError(f"HTTP server exited {self.process.returncode}")
         try:
-            socket.create_connection((LOOPBACK, self.port), 0.2).close()
+            socket.create_connection((self.host, self.port), 0.2).close()
         except OSError:
             return False
         return True
@@ -154,14 +160,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _serve(port: int, mode: str, cert: str | None) -> None:
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _serve(host: str, port: int, mode: str, cert: str | None) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if mode == "hang":
-        listener = socket.create_server((LOOPBACK, port))
+        listener = socket.create_server((host, port), family=family)
         held = []
         while True:
             connection, _ = listener.accept()
             held.append(connection)
-    server = http.server.ThreadingHTTPServer((LOOPBACK, port), _Handler)
+    server_class = (
+        _Server6
+        if family == socket.AF_INET6
+        else http.server.ThreadingHTTPServer
+    )
+    server = server_class((host, port), _Handler)
     server.daemon_threads = True
     if cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -176,5 +192,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", default="ok")
     parser.add_argument("--cert")
+    parser.add_argument("--host", default=LOOPBACK)
     args = parser.parse_args()
-    _serve(args.port, args.mode, args.cert)
+    _serve(args.host, args.port, args.mode, args.cert)
