@@ -379,35 +379,39 @@ POWER_AGENTS: Final[tuple[PowerAgent, ...]] = (
 )
 
 
-def _available() -> dict[str, AgentSpec]:
-    import importlib.util
-
+def _power_agents() -> dict[str, PowerAgent]:
     from fencekit.power.drivers import DRIVERS
 
-    found = {
-        agent.name: power_spec(agent)
-        for agent in POWER_AGENTS
-        if agent.driver in DRIVERS
-    }
-    if importlib.util.find_spec("fencekit.storage") is not None:
-        from fencekit.integrations.storage_agent import SCSI_AGENT, scsi_spec
+    return {a.name: a for a in POWER_AGENTS if a.driver in DRIVERS}
 
-        found[SCSI_AGENT] = scsi_spec()
-    return found
+
+def _has_storage() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("fencekit.storage") is not None
 
 
 def agent_names() -> list[str]:
     """The names of every fence agent this fencekit provides."""
-    return sorted(_available())
+    from fencekit.integrations.storage_agent import SCSI_AGENT
+
+    names = list(_power_agents())
+    if _has_storage():
+        names.append(SCSI_AGENT)
+    return sorted(names)
 
 
 def spec(name: str) -> AgentSpec:
-    """Return the agent called ``name``.
+    """Return the agent called ``name``; only its own modules load.
 
     Raises:
         KeyError: no such agent.
     """
-    return _available()[name]
+    from fencekit.integrations.storage_agent import SCSI_AGENT, scsi_spec
+
+    if name == SCSI_AGENT and _has_storage():
+        return scsi_spec()
+    return power_spec(_power_agents()[name])
 
 
 def render_script(name: str, interpreter: str) -> str:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import socket
-import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -160,6 +157,9 @@ def parse_cmap(text: str) -> tuple[str | None, dict[str, int]]:
 
 
 def _cmap() -> tuple[str | None, dict[str, int]]:
+    import shutil
+    import subprocess
+
     tool = shutil.which("corosync-cmapctl") or "/usr/sbin/corosync-cmapctl"
     try:
         done = subprocess.run(
@@ -233,6 +233,10 @@ def _keys(request: Request) -> _Keys:
 
 
 def _local_node(request: Request) -> str:
+    import shutil
+    import socket
+    import subprocess
+
     name = request.options.string("local_node")
     if name:
         return name
