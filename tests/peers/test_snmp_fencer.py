@@ -113,8 +113,7 @@ def _notifier(trapd: peer.SnmpTrapd) -> notify.Notifier:
 async def test_fencer_fences_through_a_pdu_outlet_and_notifies(
     snmpsim: peer.SnmpSim, snmptrapd: peer.SnmpTrapd, tmp_path: Path
 ) -> None:
-    """node-b's outlet (named in the node's options) is switched off and
-    verified; snmptrapd logs fencekitNodeFenced for node-b."""
+    """Fencer switches node-b's named outlet off; snmptrapd logs it."""
     notifier = _notifier(snmptrapd)
     fencer = Fencer(
         load(_inventory(tmp_path, snmpsim)),
@@ -140,9 +139,7 @@ async def test_fencer_fences_through_a_pdu_outlet_and_notifies(
 async def test_failed_level_falls_to_the_switch_and_both_are_told(
     snmpsim: peer.SnmpSim, snmptrapd: peer.SnmpTrapd, tmp_path: Path
 ) -> None:
-    """node-c's outlet ignores the command (not confirmed), so level 2
-    is tried: its switch port refuses the SET. The fence fails with
-    both reasons, and snmptrapd logs fencekitFenceFailed."""
+    """Ignored outlet, refused port: fence fails, fenceFailed logged."""
     notifier = _notifier(snmptrapd)
     fencer = Fencer(
         load(_inventory(tmp_path, snmpsim)),
@@ -169,8 +166,7 @@ async def test_failed_level_falls_to_the_switch_and_both_are_told(
 async def test_device_check_failure_is_notified(
     snmpsim: peer.SnmpSim, snmptrapd: peer.SnmpTrapd, tmp_path: Path
 ) -> None:
-    """Checking the devices: the PDU with a wrong community fails and
-    snmptrapd logs fencekitDeviceUnreachable for it; the others pass."""
+    """A device failing its check is logged as deviceUnreachable."""
     notifier = _notifier(snmptrapd)
     fencer = Fencer(load(_inventory(tmp_path, snmpsim)))
 

@@ -160,8 +160,7 @@ async def test_v3_inform_authpriv_is_acknowledged_and_logged(
     protocol: str,
     privacy: str,
 ) -> None:
-    """An SNMPv3 authPriv inform (SHA-1, SHA-256 with AES-128; SHA-512
-    with AES-256) is acknowledged by snmptrapd and logged."""
+    """v3 authPriv informs (SHA-1/256/512, AES) are acknowledged."""
     notifier = _notifier(
         notifiers,
         _v3_inform(
@@ -181,8 +180,7 @@ async def test_v3_inform_authpriv_is_acknowledged_and_logged(
 async def test_each_notification_kind_reaches_every_destination(
     snmptrapd: peer.SnmpTrapd, notifiers: list[notify.Notifier]
 ) -> None:
-    """All five notifications go to a v2c trap and a v3 inform
-    destination; snmptrapd logs each one from both."""
+    """All five notifications reach a v2c and a v3 destination."""
     notifier = _notifier(notifiers, _v2c(snmptrapd), _v3_inform(snmptrapd))
     sent = [
         notify.node_fenced("node-b", "10.0.0.12", "ipmi", Action.OFF, 1.5),
@@ -209,8 +207,7 @@ async def test_each_notification_kind_reaches_every_destination(
 async def test_wrong_v3_key_is_an_error_and_logged_by_snmptrapd(
     snmptrapd: peer.SnmpTrapd, notifiers: list[notify.Notifier]
 ) -> None:
-    """An inform with a wrong authentication key comes back as an
-    AuthenticationError, and snmptrapd logs an authentication failure."""
+    """A wrong v3 key: AuthenticationError, snmptrapd logs the failure."""
     notifier = _notifier(
         notifiers, _v3_inform(snmptrapd, auth="not-the-key-1")
     )
@@ -228,8 +225,7 @@ async def test_wrong_v3_key_is_an_error_and_logged_by_snmptrapd(
 async def test_unanswered_inform_fails_within_its_budget(
     tmp_path: Path, notifiers: list[notify.Notifier]
 ) -> None:
-    """An inform to a port where nothing listens ends as a timeout
-    error after its bounded retries, not later."""
+    """An unanswered inform fails as a timeout within its budget."""
     import socket
 
     destination = notify.Destination(
@@ -254,8 +250,7 @@ async def test_unanswered_inform_fails_within_its_budget(
 async def test_fencer_hook_returns_at_once_and_sends_later(
     snmptrapd: peer.SnmpTrapd, notifiers: list[notify.Notifier]
 ) -> None:
-    """The fencer's hook only schedules the notification: it returns
-    before anything is sent, and the trap arrives afterwards."""
+    """The fencer hook returns at once; the inform arrives later."""
     notifier = _notifier(notifiers, _v3_inform(snmptrapd))
     record = {
         "event": "outcome",
@@ -282,8 +277,7 @@ async def test_fencer_hook_returns_at_once_and_sends_later(
 async def test_monitor_check_down_makes_snmptrapd_log_it(
     snmptrapd: peer.SnmpTrapd, notifiers: list[notify.Notifier]
 ) -> None:
-    """A monitor check that fails makes snmptrapd log fencekitCheckDown
-    through the notifier subscribed to the monitor."""
+    """A failing monitor check makes snmptrapd log fencekitCheckDown."""
     import socket
 
     from fencekit.monitor import CheckSpec, Monitor
@@ -320,9 +314,7 @@ async def test_configured_notifier_sends_and_keeps_secrets_out(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A notifier built from a [notifications] table reads its keys
-    from files; with a wrong key the canary appears in no log line,
-    error or repr, and the right destinations still deliver."""
+    """A configured notifier delivers; a canary key is never printed."""
     from fencekit.logging import configure
 
     canary = "CANARY-snmp-7f3a9"

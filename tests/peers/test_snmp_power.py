@@ -79,8 +79,7 @@ def _fence_ifmib_status(sim: peer.SnmpSim, plug: str) -> str:
 async def test_port_off_by_index_is_verified_and_seen_by_fence_ifmib(
     snmpsim: peer.SnmpSim,
 ) -> None:
-    """Fencing port 2 sets ifAdminStatus down, verified by reading it
-    back; snmpget and fence_ifmib see the port off, port 1 untouched."""
+    """Port 2 off is verified; snmpget and fence_ifmib read it off."""
     driver = _port(snmpsim, "2")
 
     try:
@@ -101,8 +100,7 @@ async def test_port_off_by_index_is_verified_and_seen_by_fence_ifmib(
 async def test_port_named_by_ifname_or_ifdescr(
     snmpsim: peer.SnmpSim, name: str
 ) -> None:
-    """A port named by ifName or ifDescr is found and fenced, then
-    switched back on."""
+    """A port named by ifName or ifDescr is fenced and switched back on."""
     driver = _port(snmpsim, name)
 
     try:
@@ -120,8 +118,7 @@ async def test_port_named_by_ifname_or_ifdescr(
 async def test_unknown_port_name_is_a_clear_error(
     snmpsim: peer.SnmpSim,
 ) -> None:
-    """A port name no row carries fails with the names the switch has,
-    and nothing is sent."""
+    """An unknown port name fails naming the known ports; nothing sent."""
     driver = _port(snmpsim, "eth9")
 
     try:
@@ -153,8 +150,7 @@ async def test_unknown_port_index_is_a_clear_error(
 
 
 async def test_refused_set_is_a_clear_failure(snmpsim: peer.SnmpSim) -> None:
-    """A switch that refuses the SET (notWritable) gives a failed outcome
-    naming the refusal, never a success."""
+    """A SET refused with notWritable is a failure naming the refusal."""
     driver = _port(snmpsim, "3")
 
     try:
@@ -171,8 +167,7 @@ async def test_refused_set_is_a_clear_failure(snmpsim: peer.SnmpSim) -> None:
 async def test_accepted_but_ignored_set_is_not_confirmed(
     snmpsim: peer.SnmpSim,
 ) -> None:
-    """An outlet that answers the SET with success but keeps its state is
-    reported as not confirmed after the deadline, never as fenced."""
+    """An accepted but ignored SET ends not confirmed, never fenced."""
     driver = _pdu(snmpsim, "3")
 
     try:
@@ -193,8 +188,7 @@ async def test_accepted_but_ignored_set_is_not_confirmed(
 async def test_oper_status_still_up_is_not_confirmed(
     snmpsim: peer.SnmpSim,
 ) -> None:
-    """With ifOperStatus checking, a port whose link stays up after the
-    admin change is not reported fenced."""
+    """With ifOperStatus checked, a link still up is not fenced."""
     driver = _port(snmpsim, "1", oper_status=True)
 
     try:
@@ -213,8 +207,7 @@ async def test_oper_status_still_up_is_not_confirmed(
 
 @pytest.mark.parametrize("plug", ["2", "node-b"])
 async def test_pdu_outlet_off_and_on(snmpsim: peer.SnmpSim, plug: str) -> None:
-    """An APC-style outlet, by number or name, is switched off and on,
-    each verified by reading the outlet state back."""
+    """An outlet by number or name goes off and on, each verified."""
     driver = _pdu(snmpsim, plug)
 
     try:
@@ -234,8 +227,7 @@ async def test_pdu_outlet_off_and_on(snmpsim: peer.SnmpSim, plug: str) -> None:
 async def test_pdu_refuses_a_vendor_value_it_does_not_know(
     snmpsim: peer.SnmpSim,
 ) -> None:
-    """With a configured off command the PDU refuses (wrongValue), the
-    outcome is a failure naming the refusal."""
+    """A configured off value the PDU refuses is a failure."""
     driver = build(
         "snmp-pdu",
         snmpsim.host,
@@ -258,8 +250,7 @@ async def test_pdu_refuses_a_vendor_value_it_does_not_know(
 async def test_wrong_community_is_a_timeout_with_a_hint(
     snmpsim: peer.SnmpSim,
 ) -> None:
-    """A wrong community gets no answer: the error says what may be
-    wrong, the fence fails, and the community appears nowhere."""
+    """A wrong community times out with a hint; it is never printed."""
     from fencekit.errors import DeviceTimeoutError
 
     canary = "CANARY-community-41d2"
@@ -330,8 +321,7 @@ def _cli(
 def test_cli_power_off_snmp_port(
     snmpsim: peer.SnmpSim, tmp_path: Path
 ) -> None:
-    """``fencekit power off --driver snmp-port ... --community-file F
-    --plug 2`` exits 0 and the port reads down."""
+    """fencekit power off --driver snmp-port exits 0; the port reads down."""
     community = peer.secret_file(tmp_path, "community", peer.SIM_COMMUNITY)
 
     done = _cli(
@@ -358,8 +348,7 @@ def test_cli_power_off_snmp_port(
 def test_cli_snmp_pdu_status_json_and_unknown_outlet(
     snmpsim: peer.SnmpSim, tmp_path: Path
 ) -> None:
-    """The PDU status prints JSON; an unknown outlet name exits 1 with
-    one error line naming it."""
+    """PDU status prints JSON; an unknown outlet exits 1 in one line."""
     base = [
         "--driver",
         "snmp-pdu",
@@ -412,8 +401,7 @@ def test_cli_snmp_without_plug_is_bad_input(tmp_path: Path) -> None:
 def test_cli_failing_fence_never_prints_the_community(
     snmpsim: peer.SnmpSim, tmp_path: Path
 ) -> None:
-    """A fence with a wrong community, at debug verbosity, fails and
-    prints the community nowhere; it is never on fencekit's argv."""
+    """A failing CLI fence at debug level never prints the community."""
     canary = "CANARY-cli-community-9b"
     community = peer.secret_file(tmp_path, "community", canary)
     argv = [

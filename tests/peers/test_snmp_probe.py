@@ -70,8 +70,7 @@ EXPECT_HEALTHY = [
 async def test_v2c_check_passes_every_comparison(
     snmpd: peer.Snmpd, tmp_path: Path
 ) -> None:
-    """A v2c check with equals, a range and a pattern is healthy, and
-    the values read are in the details."""
+    """A v2c check with equals, range and pattern is healthy."""
     probe = probes.build(
         "snmp", _v2c(snmpd, tmp_path, expect=EXPECT_HEALTHY), "checks.sys"
     )
@@ -103,8 +102,7 @@ async def test_v3_authpriv_check(
     protocol: str,
     privacy: str,
 ) -> None:
-    """An SNMPv3 authPriv check (SHA-1 and SHA-256 with AES-128, SHA-512
-    with AES-256) reads and judges the values."""
+    """v3 authPriv checks (SHA-1/256/512 with AES) read and judge."""
     table = _v3(
         snmpd,
         tmp_path,
@@ -127,8 +125,7 @@ async def test_v3_authpriv_check(
 async def test_failed_comparisons_are_each_named(
     snmpd: peer.Snmpd, tmp_path: Path
 ) -> None:
-    """Every comparison that fails is in the reason; a missing OID is
-    "no such object"."""
+    """Each failed comparison, and a missing OID, is in the reason."""
     expect = [
         {"oid": SYS_NAME, "equals": "other-host"},
         {"oid": SYS_UPTIME, "max": -1, "name": "uptime"},
@@ -152,8 +149,7 @@ async def test_failed_comparisons_are_each_named(
 async def test_wrong_v3_key_is_unhealthy_with_the_reason(
     snmpd: peer.Snmpd, tmp_path: Path
 ) -> None:
-    """A wrong SNMPv3 authentication key is an unhealthy outcome naming
-    the refusal, and the key is not in it."""
+    """A wrong v3 key is unhealthy, names the refusal, hides the key."""
     canary = "CANARY-authkey-5e1"
     probe = probes.build(
         "snmp",
@@ -174,8 +170,7 @@ async def test_wrong_v3_key_is_unhealthy_with_the_reason(
 async def test_wrong_community_is_unhealthy_within_the_deadline(
     snmpd: peer.Snmpd, tmp_path: Path
 ) -> None:
-    """A wrong community gets no answer: unhealthy, said so, within the
-    probe's timeout."""
+    """A wrong community is unhealthy within the probe's timeout."""
     table = _v2c(snmpd, tmp_path, expect=EXPECT_HEALTHY, timeout=1.5)
     table["community_file"] = str(
         peer.secret_file(tmp_path, "wrong", "not-the-community")
@@ -215,8 +210,7 @@ def test_bad_options_name_the_key(tmp_path: Path) -> None:
 def test_probe_runs_again_on_a_new_event_loop(
     snmpd: peer.Snmpd, tmp_path: Path
 ) -> None:
-    """A probe kept between runs works when the next run is on another
-    event loop (a reloaded agent, a blocking wrapper)."""
+    """A kept probe runs again on a new event loop."""
     import asyncio
 
     probe = probes.build(
