@@ -285,15 +285,21 @@ class IscsiTransport:
         out = ctypes.create_string_buffer(data_out, len(data_out))
         payload = _Data(len(data_out), ctypes.cast(out, ctypes.c_void_p))
         before = _error(lib, context)
+        done = lib.iscsi_scsi_command_sync(
+            context,
+            self.url.lun,
+            task,
+            ctypes.byref(payload) if data_out else None,
+        )
+        if not done:
+            # The command never completed, so libiscsi may still hold it
+            # in a queue whose callback points into its returned sync
+            # call: freeing the task or destroying the context could run
+            # that callback on freed memory. Both are abandoned instead
+            # (one context per lost session, not per command).
+            self._context = None
+            self._fail(_fresh(lib, context, before), None)
         try:
-            done = lib.iscsi_scsi_command_sync(
-                context,
-                self.url.lun,
-                task,
-                ctypes.byref(payload) if data_out else None,
-            )
-            if not done:
-                self._fail(_fresh(lib, context, before), None)
             return self._result(_Task.from_address(task), lib, context, before)
         finally:
             lib.scsi_free_scsi_task(task)
