@@ -260,6 +260,12 @@ def load(
         raise ConfigError(f"cannot read: {reason}", where=str(file)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(file)) from exc
+    except UnicodeDecodeError as exc:
+        # tomllib decodes the whole file before parsing it (TOML 1.0:
+        # UTF-8 only) and lets the codec's error through.
+        raise ConfigError(
+            f"not valid TOML: not UTF-8 at byte {exc.start}", where=str(file)
+        ) from exc
     return parse(data, source=file, known_drivers=known_drivers)
 
 
@@ -471,7 +477,7 @@ class _Reader:
                     f"{key}[{index}]", "must be a device name or a list"
                 )
             for name in names:
-                if name not in devices:
+                if not isinstance(name, str) or name not in devices:
                     raise self.fail(
                         f"{key}[{index}]", f"names no device: {name!r}"
                     )

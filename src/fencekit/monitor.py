@@ -799,6 +799,12 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         raise ConfigError(f"cannot read: {reason}", where=str(file)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(file)) from exc
+    except UnicodeDecodeError as exc:
+        # tomllib decodes the whole file before parsing it (TOML 1.0:
+        # UTF-8 only) and lets the codec's error through.
+        raise ConfigError(
+            f"not valid TOML: not UTF-8 at byte {exc.start}", where=str(file)
+        ) from exc
     return parse_config(data, file)
 
 
@@ -963,12 +969,14 @@ def _action(name: str, table: Any, at: _Locator) -> ActionSpec:
         "command": ("type", "on", "command", "timeout"),
         "fence": ("type", "on", "node", "fence_action"),
     }
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise at.fail(f"{where}.type", "must be 'command' or 'fence'")
     at.known(table, allowed[kind], where)
     on = table.get("on", ["down"])
     states = {s.value: s for s in State}
-    if not isinstance(on, list) or not all(s in states for s in on):
+    if not isinstance(on, list) or not all(
+        isinstance(s, str) and s in states for s in on
+    ):
         raise at.fail(f"{where}.on", "must list states: up, down, unknown")
     spec = ActionSpec(
         name=name, type=kind, on=frozenset(states[s] for s in on)
@@ -1008,7 +1016,7 @@ def _module(name: str, table: Any, at: _Locator) -> ModuleSpec:
     if not isinstance(table, dict):
         raise at.fail(where, "must be a table")
     kind = table.get("kind")
-    if kind not in _PROBE_TARGETS:
+    if not isinstance(kind, str) or kind not in _PROBE_TARGETS:
         kinds = ", ".join(sorted(_PROBE_TARGETS))
         raise at.fail(f"{where}.kind", f"must be one of {kinds}")
     options = {k: v for k, v in table.items() if k != "kind"}
