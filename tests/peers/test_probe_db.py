@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +208,50 @@ async def test_mariadb_stopped_mid_run(
     assert before.healthy, before.reason
     assert not after.healthy
     assert after.reason.startswith("connect:")
+
+
+def fencekit(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``fencekit ARGS`` in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "fencekit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_cli_postgres_and_mysql(
+    pg: Postgres, maria: MariaDB, password_file: str
+) -> None:
+    """fencekit probe postgres / mysql take the password from a file."""
+    common = ["--host", LOOPBACK, "--password-file", password_file]
+
+    postgres = fencekit(
+        "probe",
+        "postgres",
+        *common,
+        "--port",
+        str(pg.port),
+        "--role",
+        "standby",
+        "--json",
+    )
+    mysql = fencekit(
+        "probe",
+        "mysql",
+        *common,
+        "--port",
+        str(maria.port),
+        "--user",
+        "fencekit",
+        "--writable",
+    )
+
+    assert postgres.returncode == 1
+    assert json.loads(postgres.stdout)["reason"] == (
+        "is a primary, expected a standby"
+    )
+    assert mysql.returncode == 0, mysql.stderr
+    assert mysql.stdout.startswith(f"mysql://fencekit@{LOOPBACK}:")
+    assert PASSWORD not in postgres.stdout + postgres.stderr + mysql.stdout
