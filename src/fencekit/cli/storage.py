@@ -162,6 +162,9 @@ def _describe(action: str, unit: Any) -> str:
         keys = ", ".join(format_key(k) for k in unit.keys) or "none"
         return f"{unit.unit}: keys: {keys}; {reservation}"
     paths = f"{unit.registered}/{unit.paths} path(s)"
+    if action == "self-check":
+        note = f"; {unit.reason}" if unit.reason else ""
+        return f"{unit.unit}: key registered on {paths}{note}"
     if action == "fence":
         note = f"; {unit.reason}" if unit.reason else ""
         return (

@@ -497,12 +497,35 @@ async def keys(units: Sequence[LogicalUnit]) -> StorageOutcome:
 
 
 async def self_check(units: Sequence[LogicalUnit], key: int) -> StorageOutcome:
-    """For a watchdog: is our key still registered everywhere?
+    """For a watchdog: is our key still registered on every unit?
 
-    Fails closed: a unit whose keys cannot be read counts as fenced.
+    One READ KEYS per unit. A unit passes while the key is registered at
+    all (a preempt removes every registration of a key; a lost path
+    alone is not a fence, and is only noted). Fails closed: a unit whose
+    keys cannot be read counts as fenced.
     """
-    outcome = await status(units, key)
-    return dataclasses.replace(outcome, action="self-check")
+
+    async def one(unit: LogicalUnit) -> UnitResult:
+        before = unit.commands
+        try:
+            _, registrations = await _first_path(unit, lambda p: p.read_keys())
+        except FencekitError as exc:
+            return _failed(unit, before, exc)
+        count = registrations.count(key)
+        reason = None
+        if count < len(unit.paths):
+            reason = _missing(key, count, len(unit.paths))
+        return UnitResult(
+            unit=unit.name,
+            ok=count > 0,
+            keys=registrations.keys,
+            paths=len(unit.paths),
+            registered=count,
+            commands=unit.commands - before,
+            reason=reason,
+        )
+
+    return await _each(units, one, "self-check", key=key)
 
 
 def _log(outcome: StorageOutcome) -> None:
