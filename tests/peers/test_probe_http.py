@@ -239,3 +239,17 @@ async def test_ipv6_pinned(server_factory: Factory) -> None:
     assert not four.healthy
     assert tcp.healthy, tcp.reason
     assert tcp.target == f"[::1]:{server.port}"
+
+
+async def test_client_certificate(server_factory: Factory) -> None:
+    """A server that demands a client certificate accepts the probe's."""
+    server = server_factory(tls=True, client_auth=True)
+    ca = str(server.ca_file)
+
+    with_cert = await once(
+        HttpProbe(server.url, ca_file=ca, client_cert=str(server.client_cert))
+    )
+    without = await once(HttpProbe(server.url, ca_file=ca))
+
+    assert with_cert.healthy, with_cert.reason
+    assert not without.healthy

@@ -39,6 +39,8 @@ class HttpServer:
         expires_in: the server certificate's remaining validity.
         port: the port (a restarted service); a free one by default.
         host: the address to bind, ``::1`` for IPv6.
+        client_auth: require a client certificate from the same CA;
+            ``client_cert`` then holds one (key and certificate, PEM).
     """
 
     def __init__(
@@ -50,12 +52,15 @@ class HttpServer:
         expires_in: datetime.timedelta | None = None,
         port: int | None = None,
         host: str = LOOPBACK,
+        client_auth: bool = False,
     ) -> None:
         self.folder = folder
         self.mode = mode
         self.tls = tls
         self.expires_in = expires_in
         self.host = host
+        self.client_auth = client_auth
+        self.client_cert: Path | None = None
         self.port = port or free_port()
         self.ca_file: Path | None = None
         self.not_after: datetime.datetime | None = None
@@ -106,7 +111,14 @@ class HttpServer:
         ca.cert_pem.write_to_path(str(self.ca_file))
         chain = self.folder / "server.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
-        return ["--cert", str(chain)]
+        if not self.client_auth:
+            return ["--cert", str(chain)]
+        self.client_cert = self.folder / "client.pem"
+        client = ca.issue_cert("fencekit-probe@example.org")
+        client.private_key_and_cert_chain_pem.write_to_path(
+            str(self.client_cert)
+        )
+        return ["--cert", str(chain), "--client-ca", str(self.ca_file)]
 
     def _accepts(self) -> bool:
         assert self.process is not None
@@ -164,7 +176,9 @@ class _Server6(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
-def _serve(host: str, port: int, mode: str, cert: str | None) -> None:
+def _serve(
+    host: str, port: int, mode: str, cert: str | None, client_ca: str | None
+) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if mode == "hang":
         listener = socket.create_server((host, port), family=family)
@@ -182,6 +196,9 @@ def _serve(host: str, port: int, mode: str, cert: str | None) -> None:
     if cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert)
+        if client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(client_ca)
         server.socket = context.wrap_socket(server.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
@@ -192,6 +209,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", default="ok")
     parser.add_argument("--cert")
+    parser.add_argument("--client-ca")
     parser.add_argument("--host", default=LOOPBACK)
     args = parser.parse_args()
-    _serve(args.host, args.port, args.mode, args.cert)
+    _serve(args.host, args.port, args.mode, args.cert, args.client_ca)
