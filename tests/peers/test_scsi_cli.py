@@ -121,7 +121,8 @@ def test_cli_self_check_fails_closed_on_a_dead_target(tgtd: Tgtd) -> None:
 
 
 def test_cli_unfence_then_status(tgtd: Tgtd) -> None:
-    """unfence registers and reserves; a new session sees the key."""
+    """unfence registers and reserves; new sessions see the key in
+    status and self-check."""
     unfenced = fencekit(
         "storage", "unfence", tgtd.url(), "--initiator", IQN_A,
         "--key", format_key(KEY_A),
@@ -131,6 +132,13 @@ def test_cli_unfence_then_status(tgtd: Tgtd) -> None:
         "--key", format_key(KEY_A),
     )  # fmt: skip
 
+    check = fencekit(
+        "storage", "self-check", tgtd.url(), "--initiator", IQN_A,
+        "--key", format_key(KEY_A),
+    )  # fmt: skip
+
     assert unfenced.returncode == 0, unfenced.stderr
     assert "reserved by " + format_key(KEY_A) in unfenced.stdout
     assert status.returncode == 0, status.stderr
+    assert check.returncode == 0, check.stderr
+    assert "key registered on 1/1 path(s)" in check.stdout
