@@ -121,8 +121,7 @@ def test_cli_self_check_fails_closed_on_a_dead_target(tgtd: Tgtd) -> None:
 
 
 def test_cli_unfence_then_status(tgtd: Tgtd) -> None:
-    """unfence registers and reserves; new sessions see the key in
-    status and self-check."""
+    """unfence registers; status and self-check then see the key."""
     unfenced = fencekit(
         "storage", "unfence", tgtd.url(), "--initiator", IQN_A,
         "--key", format_key(KEY_A),

@@ -108,8 +108,7 @@ async def nodes(tgtd: Tgtd) -> AsyncIterator[dict[str, Node]]:
 async def test_fenced_node_writes_are_refused(
     tgtd: Tgtd, nodes: dict[str, Node]
 ) -> None:
-    """A fences B: B's key is gone, B's writes conflict, A still writes,
-    and B writes again once it unfences after a restart."""
+    """A fences B: B's writes conflict until B restarts and unfences."""
     a, b = nodes["node-a"], nodes["node-b"]
     assert (await operations.unfence([a.unit], a.key)).success
     assert (await operations.unfence([b.unit], b.key)).success
@@ -190,8 +189,7 @@ async def test_fencing_the_holder_moves_the_reservation(
 async def test_unit_attention_after_preempt_is_retried(
     nodes: dict[str, Node],
 ) -> None:
-    """The fenced node's first command meets UNIT ATTENTION 2Ah/03h; it
-    is repeated, and status reports the key gone instead of an error."""
+    """UNIT ATTENTION 2Ah/03h after a preempt is retried, not an error."""
     a, b = nodes["node-a"], nodes["node-b"]
     await operations.unfence([a.unit], a.key)
     await operations.unfence([b.unit], b.key)
@@ -229,8 +227,7 @@ async def test_target_stopped_mid_fence_is_a_failure(
 async def test_a_fenced_node_cannot_fence_back(
     nodes: dict[str, Node],
 ) -> None:
-    """B, fenced, tries to fence A on its own session: refused, and B
-    does not register again on the way."""
+    """B, once fenced, cannot fence A nor register again doing so."""
     a, b = nodes["node-a"], nodes["node-b"]
     await operations.unfence([a.unit], a.key)
     await operations.unfence([b.unit], b.key)
@@ -246,8 +243,7 @@ async def test_a_fenced_node_cannot_fence_back(
 
 
 async def test_fence_race_leaves_one_winner(nodes: dict[str, Node]) -> None:
-    """A and B fence each other at once: at most one fence succeeds, and
-    it is the node whose key is left registered."""
+    """A and B fence each other at once: at most one wins, and stays."""
     a, b = nodes["node-a"], nodes["node-b"]
     await operations.unfence([a.unit], a.key)
     await operations.unfence([b.unit], b.key)
@@ -268,8 +264,7 @@ async def test_fence_race_leaves_one_winner(nodes: dict[str, Node]) -> None:
 async def test_hung_target_is_a_timeout_within_the_deadline(
     tgtd: Tgtd, nodes: dict[str, Node]
 ) -> None:
-    """The target stops answering during the fence: a timeout failure
-    after the command deadline, never a success."""
+    """A target that stops answering mid-fence: a timeout failure."""
     a, b = nodes["node-a"], nodes["node-b"]
     await operations.unfence([a.unit], a.key)
     await operations.unfence([b.unit], b.key)
@@ -307,8 +302,7 @@ async def test_self_check_fails_closed_when_target_is_gone(
 async def test_two_paths_register_twice_and_one_preempt_clears_both(
     tgtd: Tgtd, nodes: dict[str, Node]
 ) -> None:
-    """A unit with two sessions registers once per path; one preempt
-    by another node removes every registration of that key."""
+    """Two paths register twice; one preempt removes both."""
     a, b = nodes["node-a"], nodes["node-b"]
     twin = _unit(tgtd.url(), b.initiator, paths=2)
     try:

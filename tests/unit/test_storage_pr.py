@@ -20,6 +20,7 @@ from fencekit.storage.spc import CommandResult
 UA = CommandResult(2, sense=bytes.fromhex("700006000000000a000000002900"))
 BUSY = CommandResult(0x08)
 GOOD = CommandResult(0)
+HELD = struct.pack(">IIQ4xBBH", 3, 16, 0xA, 0, 5, 0)
 
 
 class Script:
@@ -70,7 +71,7 @@ async def test_unit_attention_is_repeated_without_pause() -> None:
     clock = Clock()
     path = PersistentReservations(
         Script(UA, UA, keys(0xA)),
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
     )
 
     registrations = await path.read_keys()
@@ -83,8 +84,8 @@ async def test_busy_is_repeated_after_a_pause() -> None:
     """BUSY waits ``pause`` seconds on the injected clock."""
     clock = Clock()
     path = PersistentReservations(
-        Script(BUSY, GOOD),  # type: ignore[arg-type]
-        clock=clock,  # type: ignore[arg-type]
+        Script(BUSY, GOOD),
+        clock=clock,
         pause=0.5,
     )
 
@@ -96,7 +97,7 @@ async def test_busy_is_repeated_after_a_pause() -> None:
 async def test_unit_attention_without_end_is_raised() -> None:
     """After ``attempts`` unit attentions the error is raised."""
     path = PersistentReservations(
-        Script(UA, UA, UA),  # type: ignore[arg-type]
+        Script(UA, UA, UA),
         attempts=3,
     )
 
@@ -109,7 +110,7 @@ async def test_truncated_key_list_is_read_again_larger() -> None:
     many = tuple(range(1, 71))
     first = keys(*many[:64], announced=8 * 70)
     script = Script(first, keys(*many))
-    path = PersistentReservations(script)  # type: ignore[arg-type]
+    path = PersistentReservations(script)
 
     registrations = await path.read_keys()
 
@@ -118,24 +119,20 @@ async def test_truncated_key_list_is_read_again_larger() -> None:
 
 
 async def test_key_list_shorter_than_announced_is_an_error() -> None:
-    """A target that keeps sending less than it announced is not
-    trusted: the missing keys could include the victim's."""
+    """A key list shorter than announced is never trusted."""
     short = keys(0xA, announced=16)
-    path = PersistentReservations(
-        Script(short, short)  # type: ignore[arg-type]
-    )
+    path = PersistentReservations(Script(short, short))
 
     with pytest.raises(ProtocolError, match="announced"):
         await path.read_keys()
 
 
 async def test_fence_without_reservation_reserves() -> None:
-    """After the preempt nobody holds a reservation: RESERVE is sent,
-    since without one the victim could still write."""
+    """No reservation after the preempt: RESERVE is sent."""
     none = CommandResult(0, data=struct.pack(">II", 2, 0))
-    held = CommandResult(0, data=struct.pack(">IIQ4xBBH", 3, 16, 0xA, 0, 5, 0))
+    held = CommandResult(0, data=HELD)
     script = Script(GOOD, GOOD, keys(0xA), none, GOOD, held)
-    unit = LogicalUnit("u", (PersistentReservations(script),))  # type: ignore[arg-type]
+    unit = LogicalUnit("u", (PersistentReservations(script),))
 
     outcome = await operations.fence([unit], 0xA, 0xB)
 
@@ -147,9 +144,9 @@ async def test_fence_without_reservation_reserves() -> None:
 
 async def test_fence_that_leaves_the_key_is_not_verified() -> None:
     """The preempt was accepted but the key reads back: a failure."""
-    held = CommandResult(0, data=struct.pack(">IIQ4xBBH", 3, 16, 0xA, 0, 5, 0))
+    held = CommandResult(0, data=HELD)
     script = Script(GOOD, GOOD, keys(0xA, 0xB), held)
-    unit = LogicalUnit("u", (PersistentReservations(script),))  # type: ignore[arg-type]
+    unit = LogicalUnit("u", (PersistentReservations(script),))
 
     outcome = await operations.fence([unit], 0xA, 0xB)
 
@@ -160,7 +157,7 @@ async def test_fence_that_leaves_the_key_is_not_verified() -> None:
 
 async def test_fencing_our_own_key_is_refused() -> None:
     """A victim key equal to ours is a configuration error."""
-    unit = LogicalUnit("u", (PersistentReservations(Script()),))  # type: ignore[arg-type]
+    unit = LogicalUnit("u", (PersistentReservations(Script()),))
 
     with pytest.raises(ConfigError, match="ourselves"):
         await operations.fence([unit], 0xA, 0xA)

@@ -103,8 +103,7 @@ async def test_data_direction_and_length_are_packed() -> None:
 
 
 async def test_victim_sees_unit_attention_then_conflict() -> None:
-    """The fenced node's READ KEYS is retried past the unit attention,
-    and its WRITE ends in RESERVATION CONFLICT."""
+    """The victim's READ KEYS passes the unit attention; WRITE conflicts."""
     unit = _unit(RECORDED["fence"]["node-b"])
 
     status = await operations.status([unit], KEY_B)
