@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -157,13 +158,26 @@ def alternate(
     for _ in range(runs):
         for name, run in runners.items():
             emu.set_power("On", SYSTEM)
+            cpu_before = children_cpu()
             started = time.perf_counter()
             done = run()
             elapsed = time.perf_counter() - started
+            CPU.setdefault(name, []).append(children_cpu() - cpu_before)
             if done.returncode != 0 or emu.power_state(SYSTEM) != "Off":
                 raise SystemExit(f"{name} failed: {done.stderr!r}")
             timings[name].append(elapsed)
     return timings
+
+
+# CPU seconds (user + system) of each whole-command run: steadier than
+# wall time on a machine shared with other work.
+CPU: dict[str, list[float]] = {}
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def hyperfine(
@@ -299,6 +313,10 @@ def main() -> None:
         "ratio_library_script_median": round(
             script["median_ms"] / incumbent["median_ms"], 2
         ),
+        "whole_command_cpu_median_ms": {
+            name: round(statistics.median(v) * 1000, 1)
+            for name, v in CPU.items()
+        },
         "hyperfine_median_ms": hf,
         "library_warm_verified_off_emulator": summary(lib),
         "library_warm_verified_off_keep_alive": summary(kept),
