@@ -478,6 +478,8 @@ def _handler_class(
     loop: asyncio.AbstractEventLoop,
     probe_timeout: float,
 ) -> type[http.server.BaseHTTPRequestHandler]:
+    log = get_logger(__name__)
+
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "fencekit"
         sys_version = ""
@@ -522,7 +524,7 @@ def _handler_class(
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            get_logger(__name__).debug(
+            log.debug(
                 "http_request", request=self.requestline, status=args[1:2]
             )
 
