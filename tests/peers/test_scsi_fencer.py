@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,51 @@ async def test_check_reads_the_keys_of_every_disk(
 
     assert result.ok, result.reason
     assert result.detail == "1 disk(s), 1 registration(s)"
+
+
+async def test_fencekit_fence_command_with_an_inventory_file(
+    tmp_path: Path, tgtd: Tgtd, node_b: LogicalUnit
+) -> None:
+    """`fencekit fence node-b --config FILE` fences B; its writes conflict."""
+    config = tmp_path / "inventory.toml"
+    config.write_text(
+        f"""\
+cluster = "shop"
+
+[fencer]
+run_dir = "{tmp_path / "run"}"
+journal = "{tmp_path / "journal.jsonl"}"
+local_node = "node-a"
+
+[devices.shared-disks]
+driver = "scsi"
+host = "127.0.0.1"
+timeout = 30
+
+[devices.shared-disks.options]
+devices = ["{tgtd.url()}"]
+initiator = "{IQN.format("node-a")}"
+
+[[nodes]]
+name = "node-a"
+id = 1
+levels = [["shared-disks"]]
+
+[[nodes]]
+name = "node-b"
+id = 2
+levels = [["shared-disks"]]
+"""
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fencekit.cli", "fence", "node-b",
+         "--config", str(config), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(spc.ReservationConflictError):
+        await node_b.paths[0].send(
+            "WRITE(10)", spc.write10_cdb(0, 1), data_out=b"b" * BLOCK_SIZE
+        )
