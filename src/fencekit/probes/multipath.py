@@ -168,8 +168,8 @@ def parse_maps_json(text: str) -> dict[str, MapHealth]:
         queueing[name] = _queues(
             str(entry.get("features", "")), str(entry.get("queueing", ""))
         )
-        for group in entry.get("path_groups") or []:
-            for path in group.get("paths") or []:
+        for group in _items(entry, "path_groups", name):
+            for path in _items(group, "paths", name):
                 paths.append(
                     PathInfo(
                         map=name,
@@ -179,6 +179,20 @@ def parse_maps_json(text: str) -> dict[str, MapHealth]:
                     )
                 )
     return summarise(paths, queueing)
+
+
+def _items(parent: dict[str, Any], key: str, name: str) -> list[Any]:
+    """The tables listed under ``key``; none when it is missing.
+
+    Raises:
+        MultipathParseError: ``key`` is not a list of tables.
+    """
+    items = parent.get(key) or []
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) for item in items
+    ):
+        raise MultipathParseError(f"map {name}: {key!r} is not a list")
+    return items
 
 
 _MAP_COLUMNS = ("multipath", "name", "map")
