@@ -797,6 +797,7 @@ def _attempt_fields(name: str, outcome: FenceOutcome) -> dict[str, Any]:
         "commands_sent": outcome.commands_sent,
         "duration": round(outcome.duration, 6),
         "reason": outcome.reason,
+        "error": type(outcome.error).__name__ if outcome.error else None,
     }
 
 

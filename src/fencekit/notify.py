@@ -594,10 +594,8 @@ def _from_record(record: Mapping[str, Any]) -> Notification | None:
             return node_fenced(node, device, method, action, duration)
         reason = str(record.get("reason") or "not verified")
         return fence_failed(node, device, method, action, duration, reason)
-    # TODO: the fencer's attempt records do not name the error's class
-    # yet, so until they carry "error" (for example "UnreachableError")
-    # fencekitDeviceUnreachable is sent only for failed device checks
-    # (on_device_check), not for devices that fail during a fence.
+    # An attempt record names its error's class: a transport failure
+    # during a fence is a device that could not be reached.
     if event == "attempt" and record.get("error") in _UNREACHABLE_ERRORS:
         return device_unreachable(
             str(record.get("node", "")),
