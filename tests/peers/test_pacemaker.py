@@ -192,8 +192,21 @@ def _stonith_device(sim: IpmiSim, other: IpmiSim, journal: Path) -> str:
     )
 
 
+@pytest.fixture(scope="module")
+def live(installed: None) -> Iterator[Cluster]:
+    """One live single-node cluster for the tests of this module."""
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+    # Pacemaker's state lives in machine-wide folders: none may be left.
+    assert not run("pgrep", "-x", "corosync").stdout
+    assert not list(Path("/var/lib/pacemaker/cib").glob("cib*"))
+
+
 def test_live_cluster_fences_node_b(
-    installed: None, ipmi_sim_factory: Any, tmp_path: Path
+    live: Cluster, ipmi_sim_factory: Any, tmp_path: Path
 ) -> None:
     """A live cluster fences node-b through fence_fencekit_ipmi: its BMC
     powers off (node-c's stays on), Pacemaker's history and fencekit's
@@ -202,36 +215,23 @@ def test_live_cluster_fences_node_b(
 
     ipmi_sim, node_c = ipmi_sim_factory("node-b"), ipmi_sim_factory("node-c")
     journal = tmp_path / "journal.jsonl"
-    cluster = Cluster().start()
-    try:
-        cluster.cib_create(
-            "resources", _stonith_device(ipmi_sim, node_c, journal)
-        )
-        cluster.wait(
-            lambda: (
-                "fence-node-b"
-                in run(cluster.stonith_admin, "--list-registered").stdout
-            ),
-            90,
-            "the fence device to be registered",
-        )
+    live.cib_create("resources", _stonith_device(ipmi_sim, node_c, journal))
+    live.wait(
+        lambda: (
+            "fence-node-b"
+            in run(live.stonith_admin, "--list-registered").stdout
+        ),
+        90,
+        "the fence device to be registered",
+    )
 
-        fenced = run(
-            cluster.stonith_admin,
-            "--fence",
-            "node-b",
-            "--timeout",
-            "90",
-            timeout=120,
-        )
-        history = run(cluster.stonith_admin, "--history", "node-b")
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    fenced = run(
+        live.stonith_admin, "--fence", "node-b", "--timeout", "90",
+        timeout=120,
+    )  # fmt: skip
+    history = run(live.stonith_admin, "--history", "node-b")
 
-    assert fenced.returncode == 0, fenced.stderr + cluster.logs()
+    assert fenced.returncode == 0, fenced.stderr + live.logs()
     assert ipmi_sim.ipmitool_status() == "off"
     assert ipmi_sim.commands() == ["power=0"]
     assert node_c.commands() == []
@@ -247,7 +247,61 @@ def test_live_cluster_fences_node_b(
     assert outcome[0]["state"] == "off"
 
 
-def test_no_cluster_left_running() -> None:
-    """After the live test no corosync runs and no CIB is left behind."""
-    assert not run("pgrep", "-x", "corosync").stdout
-    assert not list(Path("/var/lib/pacemaker/cib").glob("cib*"))
+def _check_resource(port: int, state_dir: Path) -> str:
+    attrs = {
+        "probe": "tcp",
+        "options": f"host = &quot;127.0.0.1&quot;, port = {port}",
+        "state_dir": str(state_dir),
+    }
+    pairs = "".join(
+        f'<nvpair id="web-check-{k}" name="{k}" value="{v}"/>'
+        for k, v in attrs.items()
+    )
+    return (
+        '<primitive id="web-check" class="ocf" provider="fencekit"'
+        ' type="check">'
+        f'<instance_attributes id="web-check-ia">{pairs}'
+        "</instance_attributes><operations>"
+        '<op id="web-check-monitor" name="monitor" interval="2s"'
+        ' timeout="20s"/></operations></primitive>'
+    )
+
+
+def _located(cluster: Cluster) -> bool:
+    crm_resource = peers.require("crm_resource")
+    done = run(crm_resource, "--locate", "--resource", "web-check")
+    return "is running on: node-a" in done.stdout
+
+
+def _failures(cluster: Cluster) -> int:
+    crm_failcount = peers.require("crm_failcount")
+    done = run(
+        crm_failcount, "--query", "--quiet", "--resource", "web-check",
+        "--node", "node-a",
+    )  # fmt: skip
+    value = done.stdout.strip()
+    if value.upper() == "INFINITY":
+        return 1_000_000
+    return int(value) if value.isdigit() else 0
+
+
+def test_live_cluster_watches_a_service_through_a_check(
+    live: Cluster, tmp_path: Path
+) -> None:
+    """ocf:fencekit:check starts while the service answers; when the
+    service stops, its monitor fails and Pacemaker counts the failure."""
+    import socket
+
+    service = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    service.bind((peers.LOOPBACK, 0))
+    service.listen(16)
+    port = service.getsockname()[1]
+    tmp_path.chmod(0o755)
+    try:
+        live.cib_create("resources", _check_resource(port, tmp_path))
+        live.wait(lambda: _located(live), 90, "web-check to start")
+        assert _failures(live) == 0
+    finally:
+        service.close()
+
+    live.wait(lambda: _failures(live) > 0, 90, "a failed monitor")

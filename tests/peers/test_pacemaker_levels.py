@@ -140,6 +140,7 @@ async def test_ipmi_then_scsi_levels(
             cluster.stop()
 
     assert fenced.returncode == 0, fenced.stderr + cluster.logs()
+    assert not run("pgrep", "-x", "corosync").stdout
     assert "successful" in history.stdout.lower(), history.stdout
     with pytest.raises(spc.ReservationConflictError):
         await node_b.paths[0].send(
