@@ -33,7 +33,7 @@ import time
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fencekit._log import get_logger
 from fencekit.clock import SYSTEM_CLOCK, Clock
@@ -41,6 +41,9 @@ from fencekit.errors import ConfigError, FencekitError
 from fencekit.outcome import FenceOutcome
 from fencekit.probes import Probe, ProbeOutcome, build
 from fencekit.probes.base import close as close_probe
+
+if TYPE_CHECKING:
+    from fencekit.notify import Notifier
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -173,6 +176,8 @@ class AgentConfig:
         checks: the checks, in file order.
         actions: actions by name.
         modules: ``/probe`` modules by name.
+        notifier: sends SNMP notifications (``[notifications]``), if
+            configured.
     """
 
     path: Path
@@ -183,6 +188,7 @@ class AgentConfig:
     checks: tuple[CheckSpec, ...] = ()
     actions: Mapping[str, ActionSpec] = dataclasses.field(default_factory=dict)
     modules: Mapping[str, ModuleSpec] = dataclasses.field(default_factory=dict)
+    notifier: Notifier | None = None
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -630,6 +636,7 @@ class Agent:
         self.exporter: Any = None
         self.monitor.subscribe(log_subscriber)
         self.monitor.subscribe(self.metrics.on_event)
+        self.monitor.subscribe(self._notify)
         self.monitor.subscribe(
             action_subscriber(
                 lambda: self.config.actions,
@@ -638,6 +645,11 @@ class Agent:
                 self.metrics.observe_fence,
             )
         )
+
+    async def _notify(self, event: Event) -> None:
+        """Send the event as an SNMP notification, when configured."""
+        if self.config.notifier is not None:
+            await self.config.notifier.on_check_event(event)
 
     def _check_spec(self, name: str) -> CheckSpec | None:
         try:
@@ -687,6 +699,8 @@ class Agent:
             self.exporter.close()
             if self._fencer is not None:
                 await self._fencer.close()
+            if self.config.notifier is not None:
+                await self.config.notifier.aclose()
             self._log.info("agent_stopped")
 
     def _new_fencer(self, config: AgentConfig) -> Any:
@@ -702,7 +716,11 @@ class Agent:
         for check in config.checks:
             if check.node is not None and check.actions:
                 inventory.node(check.node)
-        return Fencer(inventory)
+        notifier = config.notifier
+        return Fencer(
+            inventory,
+            on_event=notifier.on_fence_record if notifier else None,
+        )
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (SIGTERM)."""
@@ -737,12 +755,15 @@ class Agent:
                 reason="a new listen address needs a restart",
             )
         old, self._fencer = self._fencer, fencer
+        old_notifier = self.config.notifier
         self.config = config
         await self.monitor.replace(config.checks)
         self.metrics.reload_success = 1.0
         self._log.info("config_reloaded", checks=len(config.checks))
         if old is not None:
             await old.close()
+        if old_notifier is not None:
+            await old_notifier.aclose()
         return True
 
     async def probe(self, module: str, target: str) -> bytes:
@@ -816,7 +837,11 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
         SecretError: a probe's credential source gave no secret.
     """
     at = _Locator(str(path))
-    at.known(data, ("agent", "defaults", "checks", "actions", "modules"), "")
+    at.known(
+        data,
+        ("agent", "defaults", "checks", "actions", "modules", "notifications"),
+        "",
+    )
     agent = _table(data, "agent", at)
     at.known(agent, ("listen", "tls_cert", "tls_key", "inventory"), "agent")
     listen = _string(agent, "listen", at, "agent", DEFAULT_LISTEN)
@@ -851,6 +876,18 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
         checks=checks,
         actions=actions,
         modules=modules,
+        notifier=_notifier(data, at),
+    )
+
+
+def _notifier(data: Mapping[str, Any], at: _Locator) -> Notifier | None:
+    """The ``[notifications]`` table's notifier, when there is one."""
+    if "notifications" not in data:
+        return None
+    from fencekit.notify import parse_config as parse_notifications
+
+    return parse_notifications(
+        _table(data, "notifications", at), where=at("notifications")
     )
 
 
