@@ -108,6 +108,19 @@ async def test_reboot_is_off_verified_then_on(sushy: SushyEmulator) -> None:
     assert sushy.power_state(NODE1) == "On"
 
 
+async def test_refused_nmi_carries_the_emulator_message(
+    sushy: SushyEmulator,
+) -> None:
+    """diag sends Nmi; the fake driver refuses it (501) in its own words."""
+    async with driver_for(sushy) as driver:
+        with pytest.raises(ProtocolError) as caught:
+            await operate(driver, Action.DIAG, verification=FAST)
+
+    assert caught.value.code == 501
+    assert not caught.value.transient
+    assert "Nmi is not supported" in str(caught.value)
+
+
 async def test_system_chosen_by_uri(sushy: SushyEmulator) -> None:
     """A system given as a URI is used as it is."""
     uri = f"/redfish/v1/Systems/{NODE2}"
@@ -308,6 +321,21 @@ def test_cli_off_against_emulator(sushy: SushyEmulator) -> None:
     assert done.returncode == 0, done.stderr
     assert "off verified" in done.stdout
     assert sushy.power_state(NODE1) == "Off"
+
+
+def test_cli_irmc_driver_against_emulator(sushy: SushyEmulator) -> None:
+    """`--driver irmc` fences a Redfish system and names its path."""
+    done = run_cli(
+        "power", "off", "--driver", "irmc", "--json",
+        "--host", sushy.host, "--port", str(sushy.port),
+        "--system", NODE2, "--username", sushy.user,
+        "--password-file", str(sushy.password_file()),
+        "--ca-file", str(sushy.ca_file),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert '"method": "irmc-redfish"' in done.stdout
+    assert sushy.power_state(NODE2) == "Off"
 
 
 def test_cli_wrong_password_exits_1(sushy: SushyEmulator) -> None:
