@@ -21,17 +21,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import peers
+from tests.support import snmp as snmp_peer
+from tests.support.db import Postgres
 from tests.support.ipmisim import IpmiSim
 from tests.support.redfish import SYSTEM_IDS, SushyEmulator
+from tests.support.snmp import SnmpSim
 
 PREFIX = "fkCANARY"
 IPMI_PW = PREFIX + "-ipmi-3e1d"
@@ -409,3 +416,208 @@ async def _redfish_library_errors(emu: SushyEmulator) -> str:
             await driver.close()
     texts.append(repr(logs))
     return "\n".join(texts)
+
+
+# -- SNMP devices, the agent's checks, /metrics, notifications --------------
+
+
+class CanarySnmpSim(SnmpSim):
+    """snmpsim answering the canary community (its data file's name)."""
+
+    def start(self) -> CanarySnmpSim:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        shutil.copy(
+            snmp_peer.HERE / "fencelab.snmprec", data / f"{COMMUNITY}.snmprec"
+        )
+        super().start()
+        return self
+
+
+@pytest.fixture
+def snmpsim(tmp_path: Path) -> Iterator[CanarySnmpSim]:
+    """snmpsim's switch-and-PDU, community: a canary."""
+    yield from snmp_peer.serve(CanarySnmpSim(tmp_path / "snmpsim"))
+
+
+@pytest.fixture
+def trapd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[snmp_peer.SnmpTrapd]:
+    """snmptrapd taking SNMPv3 traps whose keys are canaries."""
+    monkeypatch.setattr(snmp_peer, "TRAP_AUTH", TRAP_AUTH)
+    monkeypatch.setattr(snmp_peer, "TRAP_PRIV", TRAP_PRIV)
+    yield from snmp_peer.serve(snmp_peer.SnmpTrapd(tmp_path / "trapd"))
+
+
+@pytest.fixture
+def pg() -> Iterator[Postgres]:
+    """PostgreSQL with a login role whose password is a canary."""
+    server = Postgres().start()
+    try:
+        server.sql(f"CREATE ROLE audit LOGIN PASSWORD '{PG_PW}'")
+        yield server
+    finally:
+        server.remove()
+
+
+def test_snmp_devices_never_show_the_community(
+    snmpsim: CanarySnmpSim, tmp_path: Path, argv_watch: ArgvWatch
+) -> None:
+    """SNMP PDU: power CLI and fence agent, right and wrong community."""
+    said = Said()
+    target = ["--driver", "snmp-pdu", "--host", snmpsim.host]
+    target += ["--port", str(snmpsim.port), "--plug", "1", "--timeout", "5"]
+    for action, community in (("off", COMMUNITY), ("status", IPMI_WRONG)):
+        file = secret_file(tmp_path, f"c-{action}", community)
+        done = run(
+            "-vv", "power", action, *target, "--community-file", str(file)
+        )
+        said.process(f"snmp-pdu {action}", done)
+        assert (done.returncode == 0) == (community == COMMUNITY), done.stderr
+
+    debug = tmp_path / "snmp-debug.log"
+    for action, community in (("on", COMMUNITY), ("status", IPMI_WRONG)):
+        stdin = (
+            f"action={action}\nip={snmpsim.host}\nipport={snmpsim.port}\n"
+            f"community={community}\nplug=2\nverbose=1\n"
+            f"debug_file={debug}\npower_timeout=5\n"
+        )
+        done = agent("fence_fencekit_snmp_pdu", stdin)
+        said.process(f"fence_fencekit_snmp_pdu {action}", done)
+        assert (done.returncode == 0) == (community == COMMUNITY), done.stderr
+    said.files(debug)
+    said.assert_clean()
+
+
+def test_agent_checks_metrics_and_notifications_never_show_secrets(
+    snmpsim: CanarySnmpSim,
+    trapd: snmp_peer.SnmpTrapd,
+    pg: Postgres,
+    tmp_path: Path,
+    argv_watch: ArgvWatch,
+) -> None:
+    """The agent at -vv: checks, /metrics, /probe, SNMPv3 notifications."""
+    said = Said()
+    files = {
+        name: secret_file(tmp_path / "secrets", name, value)
+        for name, value in (
+            ("community", COMMUNITY),
+            ("community-wrong", IPMI_WRONG),
+            ("pg", PG_PW),
+            ("pg-wrong", REDFISH_WRONG),
+            ("trap-auth", TRAP_AUTH),
+            ("trap-priv", TRAP_PRIV),
+        )
+    }
+    port = peers.free_port()
+    config = tmp_path / "agent.toml"
+    sysname = "1.3.6.1.2.1.1.5.0"
+    config.write_text(
+        f"""[agent]
+listen = "127.0.0.1:{port}"
+
+[defaults]
+interval = 0.3
+timeout = 1
+jitter = 0
+down_after = 1
+up_after = 1
+
+[checks.snmp-good]
+kind = "snmp"
+host = "127.0.0.1"
+port = {snmpsim.port}
+community_file = "{files["community"]}"
+expect = [{{ oid = "{sysname}", matches = "." }}]
+
+[checks.snmp-wrong]
+kind = "snmp"
+host = "127.0.0.1"
+port = {snmpsim.port}
+community_file = "{files["community-wrong"]}"
+expect = [{{ oid = "{sysname}", matches = "." }}]
+
+[checks.pg-good]
+kind = "postgres"
+host = "127.0.0.1"
+port = {pg.port}
+user = "audit"
+password_file = "{files["pg"]}"
+
+[checks.pg-wrong]
+kind = "postgres"
+host = "127.0.0.1"
+port = {pg.port}
+user = "audit"
+password_file = "{files["pg-wrong"]}"
+
+[modules.pg]
+kind = "postgres"
+user = "audit"
+password_file = "{files["pg-wrong"]}"
+
+[notifications.destinations.noc]
+host = "127.0.0.1"
+port = {trapd.port}
+version = "3"
+user = "{snmp_peer.TRAP_USER}"
+engine_id = "{snmp_peer.TRAP_ENGINE_ID}"
+auth_key_file = "{files["trap-auth"]}"
+priv_key_file = "{files["trap-priv"]}"
+"""
+    )
+    checked = run("-vv", "agent", "--config", str(config), "--check-config")
+    said.process("agent --check-config", checked)
+    assert checked.returncode == 0, checked.stderr
+
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*FENCEKIT, "-vv", "agent", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        peers.wait_until(
+            lambda: "fencekit_check_up" in _get(base + "/metrics", proc),
+            30,
+            "the agent to serve /metrics",
+        )
+        trapd.wait_for("snmp-wrong", 30)
+        trapd.wait_for("pg-wrong", 30)
+        for _ in range(5):
+            said.add("/metrics", _get(base + "/metrics", proc))
+            said.add(
+                "/probe",
+                _get(
+                    f"{base}/probe?module=pg&target=127.0.0.1:{pg.port}", proc
+                ),
+            )
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    metrics = said.parts[-2][1]
+    assert 'check="pg-good"' in metrics and 'check="snmp-good"' in metrics
+    said.add("snmptrapd", trapd.log_text())
+    said.files(log)
+    said.assert_clean()
+
+
+def _get(url: str, proc: subprocess.Popen[bytes]) -> str:
+    if proc.poll() is not None:
+        raise AssertionError(f"the agent exited with {proc.returncode}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return str(answer.read().decode())
+    except urllib.error.HTTPError as exc:
+        return exc.read().decode(errors="replace")
+    except OSError:
+        return ""
