@@ -20,7 +20,6 @@ import dataclasses
 import http.server
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import Any, TextIO
 
 from fencekit.lab.bmc import IpmiSimBmc, LabBmc, SimulatedBmc
 from fencekit.lab.postgres import LabPostgres
+from fencekit.lab.process import free_tcp_port
+from fencekit.lab.snmptrapd import LabTrapReceiver
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -107,13 +108,6 @@ class _Service:
             self._thread.join(timeout=5)
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _bmc_class(force_simulated: bool) -> type[LabBmc]:
     if not force_simulated and IpmiSimBmc.available():
         return IpmiSimBmc
@@ -153,8 +147,16 @@ def _agent_config(
     inventory: Path,
     listen: str,
     postgres: LabPostgres | None,
+    traps: LabTrapReceiver | None,
 ) -> str:
     checks = []
+    notifications = ""
+    if traps is not None:
+        notifications = (
+            "\n[notifications.destinations.lab]\n"
+            f'host = "127.0.0.1"\nport = {traps.port}\n'
+            f'community_file = "{traps.community_file()}"\n'
+        )
     if postgres is not None:
         checks.append(
             f'[checks.db-b]\nkind = "postgres"\nhost = "{postgres.host}"\n'
@@ -172,7 +174,7 @@ def _agent_config(
         f"timeout = {_CHECK_TIMEOUT}\ndown_after = {_DOWN_AFTER}\n"
         "up_after = 1\n\n"
         '[actions.fence-node-b]\ntype = "fence"\nnode = "node-b"\n'
-        'on = ["down"]\n\n' + "\n".join(checks)
+        'on = ["down"]\n\n' + "\n".join(checks) + notifications
     )
 
 
@@ -251,15 +253,18 @@ def _scenario(
     for service in services.values():
         started.append(service.stop)
     postgres = _start_postgres(lab / "node-b" / "pg", timeline, started)
+    traps = _start_traps(lab / "snmptrapd", timeline, started)
 
     inventory = lab / "inventory.toml"
     inventory.write_text(_inventory(lab, bmcs))
-    listen = f"127.0.0.1:{_free_tcp_port()}"
+    listen = f"127.0.0.1:{free_tcp_port()}"
     agent_toml = lab / "agent.toml"
-    agent_toml.write_text(_agent_config(services, inventory, listen, postgres))
+    agent_toml.write_text(
+        _agent_config(services, inventory, listen, postgres, traps)
+    )
 
     config = load_config(agent_toml)
-    parts = _Lab(lab, bmcs, services, postgres, listen)
+    parts = _Lab(lab, bmcs, services, postgres, traps, listen)
     return asyncio.run(
         _run_agent(config, parts, timeline, result, keep_running)
     )
@@ -283,12 +288,31 @@ def _start_postgres(
     return postgres
 
 
+def _start_traps(
+    workdir: Path, timeline: _Timeline, started: list[Callable[[], None]]
+) -> LabTrapReceiver | None:
+    """A local SNMP notification receiver, when snmptrapd is installed."""
+    if not LabTrapReceiver.available():
+        timeline.say("snmptrapd is not installed: no SNMP notifications")
+        return None
+    traps = LabTrapReceiver(workdir)
+    started.append(traps.stop)
+    try:
+        traps.start()
+    except (OSError, RuntimeError) as exc:
+        timeline.say(f"snmptrapd did not start ({exc}): no notifications")
+        return None
+    timeline.say("snmptrapd receives the agent's SNMP notifications")
+    return traps
+
+
 @dataclasses.dataclass
 class _Lab:
     path: Path
     bmcs: dict[str, LabBmc]
     services: dict[str, _Service]
     postgres: LabPostgres | None
+    traps: LabTrapReceiver | None
     listen: str
 
 
@@ -344,6 +368,8 @@ async def _run_agent(
             timeline.say("node-b is off: its PostgreSQL stops with it")
             lab.postgres.stop()
             await _until(lambda: ("db-b", "down") in seen, 30)
+        if lab.traps is not None:
+            await _until_traps(lab.traps, timeline)
         _report(record, bmcs, listen, lab.path, timeline, result)
 
         if keep_running:
@@ -361,6 +387,20 @@ async def _until(check: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the lab did not reach the expected state")
         await asyncio.sleep(0.02)
+
+
+async def _until_traps(
+    traps: LabTrapReceiver, timeline: _Timeline, timeout: float = 10.0
+) -> None:
+    """Wait for the check-down and node-fenced notifications."""
+    wanted = {"fencekitCheckDown", "fencekitNodeFenced"}
+    deadline = time.monotonic() + timeout
+    while not wanted <= set(traps.received()):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    received = ", ".join(traps.received()) or "none"
+    timeline.say(f"snmptrapd received: {received}")
 
 
 async def _until_outcome(journal: Path, timeout: float) -> dict[str, Any]:

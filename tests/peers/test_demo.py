@@ -44,11 +44,16 @@ def assert_takeover(done: subprocess.CompletedProcess[str]) -> None:
 def test_demo_with_ipmi_sim() -> None:
     """With OpenIPMI installed, the demo fences node-b on ipmi_sim."""
     peers.require("ipmi_sim")
+    peers.require("snmptrapd")
 
     done = run_demo()
 
     assert "BMC (ipmi_sim)" in done.stdout
     assert_takeover(done)
+    received = re.search(r"snmptrapd received: (.*)", done.stdout)
+    assert received, "the notification receiver ran"
+    assert "fencekitCheckDown" in received.group(1)
+    assert "fencekitNodeFenced" in received.group(1)
 
 
 def test_demo_with_the_simulated_bmc_only() -> None:

@@ -15,18 +15,21 @@ process stopped by its PID.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["IpmiSimBmc", "LabBmc", "SimulatedBmc", "free_udp_port"]
+from fencekit.lab.process import (
+    LOOPBACK,
+    free_udp_port,
+    stop_process,
+    udp_bound,
+)
 
-LOOPBACK = "127.0.0.1"
+__all__ = ["IpmiSimBmc", "LabBmc", "SimulatedBmc"]
+
 _HERE = Path(__file__).parent / "ipmi_sim"
 
 _LAN_CONF = """\
@@ -44,23 +47,6 @@ set_working_mc 0x20
   chassis_control "{hook} {state}"
   user 2 true "{user}" "{password}" admin 10 none md2 md5 straight
 """
-
-
-def free_udp_port(address: str = LOOPBACK) -> int:
-    """A UDP port on ``address`` that nothing holds right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((address, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _udp_bound(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return True
-        return False
 
 
 class LabBmc:
@@ -118,7 +104,7 @@ class LabBmc:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while not _udp_bound(self.host, self.port):
+        while not udp_bound(self.port, self.host):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
@@ -133,14 +119,7 @@ class LabBmc:
     def stop(self) -> None:
         """Stop the BMC by the PID it was started with."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=3)
+        stop_process(proc)
 
     def __enter__(self) -> LabBmc:
         return self.start()
