@@ -476,3 +476,85 @@ async def test_irmc_wrong_password_does_not_fall_back(
     assert isinstance(outcome.error, AuthenticationError)
     assert ipmi_sim.power_is_on()
     assert ipmi_sim.commands() == []
+
+
+def inventory(tmp_path: Path, devices: str, levels: str) -> Path:
+    """A one-node inventory whose levels use the given devices."""
+    path = tmp_path / "inventory.toml"
+    path.write_text(
+        f"""\
+cluster = "test"
+
+[fencer]
+run_dir = "{tmp_path / "run"}"
+journal = "{tmp_path / "journal.jsonl"}"
+
+{devices}
+
+[[nodes]]
+name = "node-b"
+id = 2
+addresses = ["10.0.1.2"]
+levels = {levels}
+"""
+    )
+    return path
+
+
+async def test_fencer_fences_through_redfish_inventory(
+    sushy: SushyEmulator, tmp_path: Path
+) -> None:
+    """An inventory Redfish device with system and ca_file options."""
+    from fencekit.config import load
+    from fencekit.fencing import Fencer
+
+    devices = f"""\
+[devices.rf-b]
+driver = "redfish"
+host = "{sushy.host}"
+port = {sushy.port}
+username = "{sushy.user}"
+password_file = "{sushy.password_file()}"
+options = {{ system = "{NODE2}", ca_file = "{sushy.ca_file}" }}
+"""
+    path = inventory(tmp_path, devices, '[["rf-b"]]')
+
+    async with Fencer(load(path)) as fencer:
+        outcome = await fencer.fence("node-b", "off")
+
+    assert outcome.success, outcome.reason
+    assert sushy.power_state(NODE2) == "Off"
+    assert sushy.power_state(NODE1) == "On"
+
+
+async def test_fencer_journals_the_irmc_ipmi_path(
+    ipmi_sim: IpmiSim, pki: Pki, tmp_path: Path
+) -> None:
+    """iRMC with Redfish down: fenced over IPMI, the journal says so."""
+    from fencekit.config import load
+    from fencekit.fencing import Fencer
+    from fencekit.journal import read
+
+    devices = f"""\
+[devices.irmc-b]
+driver = "irmc"
+host = "{ipmi_sim.host}"
+port = {peers.free_port()}
+username = "{ipmi_sim.user}"
+password_file = "{ipmi_sim.password_file()}"
+
+[devices.irmc-b.options]
+ca_file = "{pki.ca_file}"
+ipmi_fallback = true
+ipmi_port = {ipmi_sim.port}
+"""
+    path = inventory(tmp_path, devices, '[["irmc-b"]]')
+
+    async with Fencer(load(path)) as fencer:
+        outcome = await fencer.fence("node-b", "off")
+
+    assert outcome.success, outcome.reason
+    assert ipmi_sim.ipmitool_status() == "off"
+    records = list(read(tmp_path / "journal.jsonl").records)
+    methods = {r.get("method") for r in records if "method" in r}
+    assert "irmc-ipmi" in methods
