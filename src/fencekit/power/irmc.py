@@ -109,8 +109,8 @@ class IrmcDriver:
 
             self._ipmi = IpmiDriver(
                 host,
-                username=ipmi_username or username,
-                password=ipmi_password or password,
+                username=username if ipmi_username is None else ipmi_username,
+                password=password if ipmi_password is None else ipmi_password,
                 port=623 if ipmi_port is None else ipmi_port,
                 cipher=ipmi_cipher,
             )
@@ -185,6 +185,9 @@ class IrmcDriver:
         self._choose(self._redfish)
         return result
 
+    # TODO: the path is chosen once per driver; a long-lived driver that
+    # fell back to IPMI does not return to Redfish when it comes back,
+    # because nothing probes Redfish again after the switch.
     def _choose(self, driver: PowerDriver, reason: str | None = None) -> None:
         self._active = driver
         self.method = f"irmc-{self.path}"
