@@ -427,7 +427,8 @@ class RedfishDriver:
             number; by default the only system of the service (or the
             profile's default).
         ca_file: a PEM file of the CA that signed the BMC's certificate;
-            the system's trust store when None.
+            when None, requests' own CA bundle (certifi), never the
+            environment's REQUESTS_CA_BUNDLE.
         insecure: do not verify the BMC's certificate (logged at
             WARNING).
         auth: ``auto`` (a Redfish session when offered, else Basic),
