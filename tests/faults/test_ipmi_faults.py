@@ -88,7 +88,7 @@ async def test_fence_under_packet_faults(sim: IpmiSim, fault: str) -> None:
     faults = FAULTS[fault]
     with UdpRelay((sim.host, sim.port), faults) as relay:
         results = [
-            await fence_once(sim, relay, fault) for _ in range(matrix.runs(3))
+            await fence_once(sim, relay, fault) for _ in range(matrix.runs(2))
         ]
     if fault == "none":
         assert all(r.success for r in results), results
@@ -98,7 +98,7 @@ async def test_relay_silent_at_a_random_point(sim: IpmiSim) -> None:
     """The link dies mid-operation: a failure with a reason, or verified."""
     rnd = random.Random(7)
     fault = "silent after 1-16 datagrams"
-    for _ in range(matrix.runs(3)):
+    for _ in range(matrix.runs(2)):
         cut = UdpFaults(silent_after=rnd.randint(1, 16))
         with UdpRelay((sim.host, sim.port), cut) as relay:
             await fence_once(sim, relay, fault)

@@ -49,6 +49,7 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+@pytest.mark.slow
 def test_sigkill_fifty_times_journal_stays_whole(
     sim: IpmiSim, tmp_path: Path
 ) -> None:

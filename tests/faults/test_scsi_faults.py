@@ -139,7 +139,7 @@ async def test_fence_through_a_slow_or_clean_path(
     tgtd: Tgtd, tmp_path: Path, fault: str
 ) -> None:
     """A clean or slow path: verified fences, B's key gone."""
-    for _ in range(matrix.runs(3)):
+    for _ in range(matrix.runs(2)):
         await register_b(tgtd)
         with TcpRelay(("127.0.0.1", tgtd.port), FAULTS[fault]) as relay:
             run = await fence_once(tgtd, relay, tmp_path, fault)
@@ -151,7 +151,7 @@ async def test_connection_cut_at_a_random_byte(
 ) -> None:
     """The iSCSI connection is reset in a login or mid-command."""
     rnd = random.Random(23)
-    for _ in range(matrix.runs(4)):
+    for _ in range(matrix.runs(3)):
         await register_b(tgtd)
         cut = TcpFaults(cut_after=rnd.randint(0, 1500))
         with TcpRelay(("127.0.0.1", tgtd.port), cut) as relay:

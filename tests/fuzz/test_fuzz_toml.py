@@ -96,11 +96,24 @@ def _unchanged(folder: Path) -> list[str]:
     return sorted(os.listdir(folder))
 
 
+def _scratch(tmp_path_factory: Any, name: str) -> Path:
+    """One folder per test for all its examples (mktemp per example is
+    slow): each example rewrites the file and checks nothing was added.
+    """
+    folder = _FOLDERS.get(name)
+    if folder is None:
+        folder = _FOLDERS[name] = tmp_path_factory.mktemp(name)
+    return Path(folder)
+
+
+_FOLDERS: dict[str, Path] = {}
+
+
 @FUZZ_FILES
 @given(cut=st.integers(min_value=0, max_value=len(INVENTORY)))
 def test_half_written_inventory(tmp_path_factory: Any, cut: int) -> None:
     """An inventory cut off at any byte: loaded or one ConfigError."""
-    folder = tmp_path_factory.mktemp("inv")
+    folder = _scratch(tmp_path_factory, "inv")
     path = folder / "inventory.toml"
     path.write_bytes(INVENTORY[:cut])
     _load_inventory(path)
@@ -111,7 +124,7 @@ def test_half_written_inventory(tmp_path_factory: Any, cut: int) -> None:
 @given(cut=st.integers(min_value=0, max_value=len(AGENT)))
 def test_half_written_agent_config(tmp_path_factory: Any, cut: int) -> None:
     """An agent configuration cut off at any byte: loaded or an error."""
-    folder = tmp_path_factory.mktemp("agent")
+    folder = _scratch(tmp_path_factory, "agent")
     path = folder / "agent.toml"
     path.write_bytes(AGENT[:cut])
     _load_agent(path)
@@ -135,7 +148,7 @@ def test_corrupted_files(
     for offset, new in edits:
         at = offset % (len(data) + 1)
         data[at : at + len(new)] = new
-    folder = tmp_path_factory.mktemp(which)
+    folder = _scratch(tmp_path_factory, f"corrupt-{which}")
     path = folder / f"{which}.toml"
     path.write_bytes(bytes(data))
     if which == "inventory":

@@ -144,6 +144,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
     return figures
 
 
+@pytest.mark.slow
 def test_two_hundred_checks_under_continuous_scraping(
     tmp_path: Path, listener: int
 ) -> None:
