@@ -94,6 +94,8 @@ _TRANSIENT_STATUS: Final = frozenset({409, 429, 500, 502, 503, 504})
 _TASK_DONE: Final = frozenset(
     {"Completed", "Exception", "Killed", "Cancelled", "Interrupted"}
 )
+_READ_SHARE: Final = 0.5
+_MIN_READ: Final = 2.0
 _TASK_POLL: Final = 0.1
 _LOGOUT_TIMEOUT: Final = 3.0
 
@@ -996,6 +998,10 @@ class _Client:
         connect = remaining
         if self.connect_timeout is not None:
             connect = min(remaining, self.connect_timeout)
+        # One stalled answer must not use up the whole deadline: a read
+        # may take half of what is left (at least _MIN_READ seconds), so
+        # a retry still fits.
+        read = min(remaining, max(_MIN_READ, remaining * _READ_SHARE))
 
         headers = dict(_HEADERS)
         if body is not None:
@@ -1013,7 +1019,7 @@ class _Client:
                 headers=headers,
                 json=body,
                 auth=credentials,
-                timeout=(connect, remaining),
+                timeout=(connect, read),
                 allow_redirects=False,
             )
         except requests.exceptions.RequestException as exc:
@@ -1058,8 +1064,10 @@ class _Client:
     def _json(self, response: Any, what: str) -> Mapping[str, Any]:
         doc = _maybe_json(response)
         if not isinstance(doc, Mapping):
+            # A reply cut or garbled on the way: asking again may work.
             raise ProtocolError(
                 f"{self.device}: the {what} is not a JSON object",
+                transient=True,
                 device=self.device,
             )
         return doc
