@@ -269,6 +269,7 @@ class Behaviour:
         task_fails: the task ends in Exception.
         fail_reads: the next this many system reads answer 503.
         hang: every request is read and never answered.
+        hang_reads: the next this many system reads are never answered.
         irmc: look like a Fujitsu iRMC (system 0, OEM reset).
         refuse_standard: status for the standard reset (iRMC quirk).
     """
@@ -287,6 +288,7 @@ class Behaviour:
     task_fails: bool = False
     fail_reads: int = 0
     hang: bool = False
+    hang_reads: int = 0
     irmc: bool = False
     refuse_standard: int | None = None
 
@@ -361,6 +363,15 @@ class FaultyRedfish:
             server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def stall(self, path: str) -> bool:
+        """Whether this request is one of the reads to leave unanswered."""
+        with self._lock:
+            is_read = path.rstrip("/").endswith(f"/Systems/{self.system_id}")
+            if is_read and self.behaviour.hang_reads > 0:
+                self.behaviour.hang_reads -= 1
+                return True
+            return False
 
     def paths(self, method: str | None = None) -> list[str]:
         """The paths requested, in order (of one method if given)."""
@@ -620,7 +631,7 @@ def _handler_for(service: FaultyRedfish) -> type:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
-            if service.behaviour.hang:
+            if service.behaviour.hang or service.stall(self.path):
                 service.released.wait(60)
                 self.close_connection = True
                 return

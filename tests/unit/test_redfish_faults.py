@@ -282,6 +282,22 @@ async def test_server_error_on_reset_is_retried(faulty: FaultyRedfish) -> None:
     assert len(faulty.resets) == 2
 
 
+async def test_stalled_read_is_cut_and_retried(
+    faulty: FaultyRedfish,
+) -> None:
+    """A read never answered is cut at half the deadline and retried."""
+    faulty.behaviour.hang_reads = 1
+    driver = driver_for(faulty, system="/redfish/v1/Systems/node1")
+
+    async with driver:
+        outcome = await attempt(
+            driver, Action.OFF, verification=Verification(timeout=6.0)
+        )
+
+    assert outcome.success, outcome.reason
+    assert 2.5 < outcome.duration < 6.0
+
+
 async def test_system_by_uuid_and_serial(faulty: FaultyRedfish) -> None:
     """A UUID or a serial number selects the system from the members."""
     uuid = "8E1F0A52-0000-4D1C-9C1E-2B6F9B0C1A77"
