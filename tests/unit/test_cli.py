@@ -84,11 +84,38 @@ def test_inventory_kg_comes_from_a_source_never_the_value(
         options={"kg_file": str(kg)},
     )
     assert "the-kg-key" not in repr(vars(driver))
-    with pytest.raises(ConfigError, match="never the key"):
+    with pytest.raises(ConfigError, match="never the value"):
         build(
             "ipmi",
             "127.0.0.1",
             username="u",
             password=Secret("p"),
             options={"kg": "literal"},
+        )
+
+
+def test_inventory_irmc_ipmi_password_from_a_source(tmp_path: Path) -> None:
+    """iRMC's IPMI fallback password: a file works, a literal is refused."""
+    from fencekit.errors import ConfigError
+    from fencekit.power.drivers import build
+    from fencekit.secrets import Secret
+
+    secret = tmp_path / "ipmi.pw"
+    secret.write_text("ipmi-only-secret\n")
+    secret.chmod(0o600)
+
+    build(
+        "irmc",
+        "127.0.0.1",
+        username="u",
+        password=Secret("p"),
+        options={"ipmi_fallback": True, "ipmi_password_file": str(secret)},
+    )
+    with pytest.raises(ConfigError, match="ipmi_password_file"):
+        build(
+            "irmc",
+            "127.0.0.1",
+            username="u",
+            password=Secret("p"),
+            options={"ipmi_fallback": True, "ipmi_password": "literal"},
         )

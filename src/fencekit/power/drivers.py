@@ -24,10 +24,10 @@ def _ipmi(
 ) -> PowerDriver:
     from fencekit.power.ipmi import IpmiDriver
 
-    known = {"cipher", "privilege", "allow_ipmi15", "kg", *_KG_SOURCES}
+    known = {"cipher", "privilege", "allow_ipmi15", "kg", *_sources("kg")}
     _reject_unknown("ipmi", options, known)
     settings = dict(options)
-    kg = _kg(settings)
+    kg = _secret_option(settings, "kg")
     return IpmiDriver(
         host,
         port=port or 623,
@@ -38,33 +38,37 @@ def _ipmi(
     )
 
 
-_KG_SOURCES = ("kg_file", "kg_env", "kg_command")
+def _sources(name: str) -> tuple[str, str, str]:
+    return (f"{name}_file", f"{name}_env", f"{name}_command")
 
 
-def _kg(settings: dict[str, Any]) -> Secret | None:
-    """The IPMI Kg key from ``kg_file``/``kg_env``/``kg_command``.
+def _secret_option(settings: dict[str, Any], name: str) -> Secret | None:
+    """Take secret option ``name`` out of ``settings``.
 
-    A ``kg`` that is not already a :class:`Secret` (a key written into
-    a configuration file) is refused.
+    It comes from ``NAME_file``, ``NAME_env`` or ``NAME_command``; a
+    ``NAME`` that is not already a :class:`Secret` (a key or password
+    written into a configuration file) is refused.
 
     Raises:
-        ConfigError: the key itself was given, or more than one source.
-        SecretError: the source gave no key.
+        ConfigError: the value itself was given, or more than one source.
+        SecretError: the source gave nothing.
     """
     from fencekit.secrets import from_command, from_env, from_file
 
-    given = [k for k in _KG_SOURCES if settings.get(k) is not None]
-    kg = settings.pop("kg", None)
-    sources = {k: settings.pop(k, None) for k in _KG_SOURCES}
-    if kg is not None and not isinstance(kg, Secret):
+    sources = {k: settings.pop(k, None) for k in _sources(name)}
+    given = [k for k, v in sources.items() if v is not None]
+    value = settings.pop(name, None)
+    if value is not None and not isinstance(value, Secret):
         raise ConfigError(
-            "give kg_file, kg_env or kg_command, never the key", where="kg"
+            f"give {name}_file, {name}_env or {name}_command, never the"
+            " value itself",
+            where=name,
         )
-    if len(given) > 1 or (kg is not None and given):
-        raise ConfigError("give one Kg source only", where=given[-1])
+    if len(given) > 1 or (value is not None and given):
+        raise ConfigError(f"give one {name} source only", where=given[-1])
     if not given:
-        return kg
-    read = {"kg_file": from_file, "kg_env": from_env}.get(
+        return value
+    read = {f"{name}_file": from_file, f"{name}_env": from_env}.get(
         given[0], from_command
     )
     return read(str(sources[given[0]]))
@@ -110,13 +114,18 @@ def _irmc(
 ) -> PowerDriver:
     from fencekit.power.irmc import IrmcDriver
 
-    _reject_unknown("irmc", options, _IRMC_OPTIONS)
+    known = _IRMC_OPTIONS | set(_sources("ipmi_password"))
+    _reject_unknown("irmc", options, known)
+    settings = dict(options)
+    ipmi_password = _secret_option(settings, "ipmi_password")
+    if ipmi_password is not None:
+        settings["ipmi_password"] = ipmi_password
     return IrmcDriver(
         host,
         port=port or 443,
         username=username,
         password=password,
-        **options,
+        **settings,
     )
 
 
