@@ -20,8 +20,6 @@ import dataclasses
 import http.server
 import importlib.util
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -34,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from fencekit.lab.process import stop_process
 from tests.support import peers
 
 SYSTEM_IDS = (
@@ -174,14 +173,7 @@ class SushyEmulator:
     def stop(self) -> None:
         """Stop the emulator by the PID it was started with."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(proc, grace=5.0)
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from fencekit.lab.process import stop_process
 from tests.support import peers
 
 HERE = Path(__file__).parent / "snmp"
@@ -91,14 +91,7 @@ class _Daemon:
     def stop(self) -> None:
         """Stop the daemon by the PID it was started with."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(proc, grace=5.0)
 
     def log_text(self) -> str:
         """What the daemon logged so far."""
