@@ -133,6 +133,7 @@ def argv_watch() -> Iterator[ArgvWatch]:
     """No process's argv holds a canary while the test runs."""
     with ArgvWatch() as watch:
         yield watch
+    print(f"audit: argv of every process sampled {watch.samples} times")
     assert watch.samples > 0
     assert not watch.found, watch.found
 
@@ -197,8 +198,10 @@ class Said:
 
     def assert_clean(self) -> None:
         found = [(w, leaks(t)) for w, t in self.parts if leaks(t)]
+        size = sum(len(t) for _, t in self.parts)
+        print(f"audit: {len(self.parts)} texts, {size} characters searched")
         assert not found, found
-        assert sum(len(t) for _, t in self.parts) > 0
+        assert size > 0
 
 
 # -- IPMI: CLI, fencer, fence agent, library errors --------------------------

@@ -72,7 +72,13 @@ def test_sigkill_fifty_times_journal_stays_whole(
         proc = popen_fencekit(
             "fence", "node-b", "--json", "--config", str(inventory)
         )
-        time.sleep(rng.uniform(0.0, lifetime * 1.2))
+        if rng.random() < 0.5:
+            # Anywhere in the process's life, start-up included.
+            time.sleep(rng.uniform(0.0, lifetime * 1.2))
+        else:
+            # During the fence itself: once its first record is written.
+            _wait_for_growth(journal, proc)
+            time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
@@ -107,6 +113,15 @@ def test_sigkill_fifty_times_journal_stays_whole(
     for number in final.skipped:
         with contextlib.suppress(ValueError):
             assert "event" not in json.loads(raw[number - 1])
+
+
+def _wait_for_growth(journal: Path, proc: subprocess.Popen[str]) -> None:
+    size = journal.stat().st_size if journal.exists() else 0
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        if journal.exists() and journal.stat().st_size > size:
+            return
+        time.sleep(0.002)
 
 
 def test_journal_on_a_full_disk_is_not_a_success(
