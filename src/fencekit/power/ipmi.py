@@ -338,6 +338,13 @@ class _BmcLink:
                 " pin cipher suite 3",
                 login=True,
             ) from None
+        if session.broken:
+            # pyghmi 1.6.19: Session() joins a login to the same BMC that
+            # is still in progress (one an earlier deadline abandoned) and,
+            # when that login fails, returns the broken session without
+            # raising. It never negotiated a version: do not report 1.5.
+            error = getattr(session, "errormsg", None)
+            raise _PyghmiFailure(_text(Exception(error)), login=True)
         if session.ipmiversion < 2 and not self.options.allow_ipmi15:
             session.logout()
             raise _PyghmiFailure("ipmi15", login=True)
