@@ -79,6 +79,8 @@ async def fence_once(sim: IpmiSim, relay: UdpRelay, fault: str) -> matrix.Run:
     assert run.duration <= DEADLINE + MARGIN, run
     assert run.success or run.reason, "a failure without a reason"
     assert not (run.reason or "").endswith("None"), run.reason
+    # ipmi_sim speaks IPMI 2.0: a lossy link must not be blamed on 1.5.
+    assert "IPMI 1.5" not in (run.reason or ""), run.reason
     return run
 
 
