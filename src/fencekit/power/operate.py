@@ -113,7 +113,15 @@ class _Run:
                     raise
                 _warn_retry(self.driver, action.value, exc)
                 await self.clock.sleep(min(self.interval, self.remaining()))
-                if await self.read() is target:
+                try:
+                    state = await self.read()
+                except DeviceTimeoutError as late:
+                    if not self.expired():
+                        raise
+                    # Out of time while the device kept refusing: its
+                    # refusal says more than "deadline passed".
+                    raise exc from late
+                if state is target:
                     return
             except (DeviceTimeoutError, UnreachableError) as exc:
                 _warn_retry(self.driver, action.value, exc)
