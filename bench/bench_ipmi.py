@@ -28,11 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.ipmisim import IpmiSim
+
 from fencekit.outcome import Action, PowerState
 from fencekit.power.ipmi import IpmiDriver
 from fencekit.power.operate import Verification, operate
 from fencekit.secrets import Secret
-from tests.support.ipmisim import IpmiSim
 
 FENCEKIT = str(Path(sys.executable).with_name("fencekit"))
 
@@ -40,7 +41,7 @@ FENCEKIT = str(Path(sys.executable).with_name("fencekit"))
 def summary(samples: list[float]) -> dict[str, float]:
     """Median, p90 and max of ``samples`` in milliseconds."""
     ordered = sorted(samples)
-    p90 = ordered[max(0, int(round(0.9 * len(ordered))) - 1)]
+    p90 = ordered[max(0, round(0.9 * len(ordered)) - 1)]
     return {
         "runs": len(ordered),
         "median_ms": round(statistics.median(ordered) * 1000, 1),
@@ -53,16 +54,37 @@ def commands(sim: IpmiSim) -> dict[str, list[str]]:
     """The two whole commands being compared."""
     return {
         "fencekit power off": [
-            FENCEKIT, "power", "off", "--driver", "ipmi",
-            "--host", sim.host, "--port", str(sim.port),
-            "--username", sim.user,
-            "--password-file", str(sim.password_file()),
+            FENCEKIT,
+            "power",
+            "off",
+            "--driver",
+            "ipmi",
+            "--host",
+            sim.host,
+            "--port",
+            str(sim.port),
+            "--username",
+            sim.user,
+            "--password-file",
+            str(sim.password_file()),
         ],
         "fence_ipmilan -o off": [
             shutil.which("fence_ipmilan") or "/usr/sbin/fence_ipmilan",
-            "-a", sim.host, "-u", str(sim.port), "-l", sim.user,
-            "-p", sim.password, "--lanplus", "--cipher", "3",
-            "--power-wait", "0", "-o", "off",
+            "-a",
+            sim.host,
+            "-u",
+            str(sim.port),
+            "-l",
+            sim.user,
+            "-p",
+            sim.password,
+            "--lanplus",
+            "--cipher",
+            "3",
+            "--power-wait",
+            "0",
+            "-o",
+            "off",
         ],
     }
 
@@ -88,10 +110,19 @@ def hyperfine(sim: IpmiSim, runs: int, out: Path) -> dict[str, float]:
     argvs = commands(sim)
     prepare = f"sh -c 'echo 1 > {sim.state}'"
     subprocess.run(
-        ["hyperfine", "-N", "--runs", str(runs), "--prepare", prepare,
-         "--export-json", str(out),
-         *(subprocess.list2cmdline(a) for a in argvs.values())],
-        check=True, capture_output=True,
+        [
+            "hyperfine",
+            "-N",
+            "--runs",
+            str(runs),
+            "--prepare",
+            prepare,
+            "--export-json",
+            str(out),
+            *(subprocess.list2cmdline(a) for a in argvs.values()),
+        ],
+        check=True,
+        capture_output=True,
     )
     results = json.loads(out.read_text())["results"]
     names = list(argvs)
@@ -104,7 +135,9 @@ def max_rss(argv: list[str], sim: IpmiSim) -> int:
     """Peak resident memory (kB) of one run, from /usr/bin/time -v."""
     sim.set_power(True)
     done = subprocess.run(
-        ["/usr/bin/time", "-v", *argv], capture_output=True, text=True,
+        ["/usr/bin/time", "-v", *argv],
+        capture_output=True,
+        text=True,
         check=True,
     )
     for line in done.stderr.splitlines():
@@ -113,12 +146,14 @@ def max_rss(argv: list[str], sim: IpmiSim) -> int:
     return -1
 
 
-async def library(sim: IpmiSim, cycles: int) -> list[float]:
+async def library(sim: IpmiSim, cycles: int, settle: int = 2) -> list[float]:
     """Verified off on one warm session, ``cycles`` times."""
-    verify = Verification(timeout=10, settle=2, interval=0.01)
+    verify = Verification(timeout=10, settle=settle, interval=0.01)
     samples = []
     async with IpmiDriver(
-        sim.host, port=sim.port, username=sim.user,
+        sim.host,
+        port=sim.port,
+        username=sim.user,
         password=Secret(sim.password),
     ) as driver:
         await operate(driver, Action.STATUS)
@@ -145,17 +180,21 @@ def main() -> None:
             hf = hyperfine(sim, args.runs, Path(tmp) / "hf.json")
             rss = {n: max_rss(a, sim) for n, a in commands(sim).items()}
             lib = asyncio.run(library(sim, args.cycles))
+            lib1 = asyncio.run(library(sim, args.cycles, settle=1))
         finally:
             sim.stop()
 
     fk, incumbent = (summary(s) for s in whole.values())
     report = {
-        "whole_command_alternating": dict(zip(whole, (fk, incumbent))),
+        "whole_command_alternating": dict(
+            zip(whole, (fk, incumbent), strict=False)
+        ),
         "ratio_median": round(fk["median_ms"] / incumbent["median_ms"], 2),
         "ratio_p90": round(fk["p90_ms"] / incumbent["p90_ms"], 2),
         "hyperfine_median_ms": hf,
         "max_rss_kb": rss,
         "library_warm_verified_off": summary(lib),
+        "library_warm_verified_off_settle_1": summary(lib1),
     }
     print(json.dumps(report, indent=2))
 
