@@ -401,6 +401,19 @@ class Fencer:
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 
+    async def abort(self) -> None:
+        """Stop every fence still running (an operator's Ctrl-C).
+
+        Each one stops before it sends any further command and journals
+        an unverified outcome: the node's state is unknown. A command
+        already on its way to a device cannot be called back.
+        """
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
     async def fence(
         self, node: str, action: Action | str = Action.OFF
     ) -> FenceOutcome:
@@ -517,6 +530,9 @@ class Fencer:
                 # Recorded under the lock: the next fencer of this node
                 # finds this outcome in the journal before it acts.
                 return await self._finish(outcome, start, record)
+            except asyncio.CancelledError:
+                await self._finish(_interrupted(node, action), start, record)
+                raise
             finally:
                 node_lock.release()
 
@@ -722,6 +738,21 @@ class _Recorder:
             event, **self._fields, **fields
         )
         self._fencer._emit(record)
+
+
+def _interrupted(node: NodeConfig, action: Action) -> FenceOutcome:
+    """The outcome of a fence stopped before it was verified."""
+    return FenceOutcome(
+        node=node.name,
+        device="",
+        method="",
+        action=action,
+        verified=False,
+        reason=(
+            "interrupted before the fence was verified: the node's state"
+            " is unknown (a command may already have reached a device)"
+        ),
+    )
 
 
 def _fence_action(action: Action | str) -> Action:

@@ -64,3 +64,36 @@ def test_demo_with_the_simulated_bmc_only() -> None:
 
     assert "BMC (simulated-bmc, cipher suite 3)" in done.stdout
     assert_takeover(done)
+
+
+def test_keep_running_stops_everything_on_sigterm() -> None:
+    """--keep-running, then SIGTERM: every lab process and file is gone."""
+    import signal
+    import time
+
+    peers.require("ipmi_sim")
+    proc = subprocess.Popen(
+        [FENCEKIT, "demo", "--keep-running"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while not any("stays up until Ctrl-C" in line for line in lines):
+        assert time.monotonic() < deadline and proc.poll() is None
+        lines.append(proc.stdout.readline())
+    lab = next(re.search(r"lab in (\S+)", x) for x in lines if "lab in" in x)
+    assert lab is not None
+
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+
+    assert "Traceback" not in err
+    assert not Path(lab.group(1)).exists()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", lab.group(1)], capture_output=True, text=True
+    )
+    assert leftovers.stdout == "", "no lab process left running"

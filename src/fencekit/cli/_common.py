@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, Final
@@ -25,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
     configure(verbosity=args.verbose)
     handler: Handler = args.handler
+    # SIGTERM stops a command the way Ctrl-C does, so that fences are
+    # journalled as interrupted and lab processes are stopped. Commands
+    # with their own handling (the agent) install theirs over this one.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return handler(args)
     except (ConfigError, SecretError) as exc:
@@ -36,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return EXIT_INTERRUPTED
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def error(message: str) -> None:

@@ -144,7 +144,17 @@ def handle_fence(args: argparse.Namespace) -> int:
     """Fence every node named; exit 0 only when all were verified."""
     inventory = _load(args)
     hook = _show_event if _progress(args) else None
-    outcomes = asyncio.run(_fence(inventory, args.nodes, args.action, hook))
+    try:
+        outcomes = asyncio.run(
+            _fence(inventory, args.nodes, args.action, hook)
+        )
+    except KeyboardInterrupt:
+        _common.error(
+            f"interrupted: {', '.join(args.nodes)}: the fence was stopped"
+            " before it was verified; treat the node as NOT fenced and"
+            " check its state (fencekit history)"
+        )
+        return _common.EXIT_INTERRUPTED
 
     failed = 0
     for outcome in outcomes:
@@ -168,7 +178,13 @@ async def _fence(
     from fencekit.fencing import Fencer
 
     async with Fencer(inventory, on_event=hook) as fencer:
-        return await fencer.fence_many(list(dict.fromkeys(nodes)), action)
+        try:
+            return await fencer.fence_many(list(dict.fromkeys(nodes)), action)
+        except asyncio.CancelledError:
+            # Ctrl-C: stop every fence before it sends anything more,
+            # and journal each as not verified.
+            await fencer.abort()
+            raise
 
 
 def _show_event(record: dict[str, Any]) -> None:
