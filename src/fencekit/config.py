@@ -171,6 +171,7 @@ class FencerSettings:
         allow_local: allow fencing the local node.
         settle: consecutive readings of the wanted power state required.
         interval: seconds between readings while the state is wrong.
+        settle_interval: seconds between the readings that confirm it.
     """
 
     run_dir: Path = DEFAULT_RUN_DIR
@@ -181,6 +182,7 @@ class FencerSettings:
     allow_local: bool = False
     settle: int = 2
     interval: float = 0.25
+    settle_interval: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,6 +344,9 @@ class _Reader:
             allow_local=self.flag(data, "allow_local", "fencer", False),
             settle=self.count(data, "settle", "fencer", d.settle),
             interval=self.seconds(data, "interval", "fencer", d.interval),
+            settle_interval=self.seconds(
+                data, "settle_interval", "fencer", d.settle_interval
+            ),
         )
 
     def devices(self, data: Mapping[str, Any]) -> dict[str, DeviceConfig]:

@@ -132,6 +132,7 @@ class MethodContext:
         options: the device's options with the node's own merged over.
         settle: consecutive readings of the wanted state required.
         interval: seconds between readings while the state is wrong.
+        settle_interval: seconds between the readings that confirm it.
         clock: the clock to use.
         cluster: the inventory's cluster name.
         local_node: the node this machine is, when known.
@@ -142,6 +143,7 @@ class MethodContext:
     options: Mapping[str, Any]
     settle: int = 2
     interval: float = 0.25
+    settle_interval: float = 0.1
     clock: Clock = SYSTEM_CLOCK
     cluster: str = ""
     local_node: NodeConfig | None = None
@@ -218,6 +220,7 @@ class PowerMethod:
                 timeout=min(self._context.device.timeout, timeout),
                 settle=self._context.settle,
                 interval=self._context.interval,
+                settle_interval=self._context.settle_interval,
             )
         except FencekitError as exc:
             return self._failed(name, action, exc)
@@ -666,6 +669,7 @@ class Fencer:
                 options=options,
                 settle=settings.settle,
                 interval=settings.interval,
+                settle_interval=settings.settle_interval,
                 clock=self._clock,
                 cluster=self.inventory.cluster,
                 local_node=self.inventory.nodes.get(self.local_node or ""),

@@ -224,3 +224,35 @@ def test_verification_rejects_nonsense(field: str, value: float) -> None:
     """Zero deadlines or settle counts are configuration errors."""
     with pytest.raises(ConfigError, match=field):
         Verification(**{field: value})  # type: ignore[arg-type]
+
+
+class _RepoweringDriver(FakePowerDriver):
+    """Reads off once after the command, then on again (power restored)."""
+
+    async def read_state(self, timeout: float) -> PowerState:
+        state = await super().read_state(timeout)
+        if self.commands and state is PowerState.OFF:
+            self.state = PowerState.ON
+        return state
+
+
+async def test_confirming_readings_are_spread_over_time() -> None:
+    """settle readings are settle_interval apart, not back to back."""
+    clock = FakeClock()
+    driver = FakePowerDriver(PowerState.ON)
+    verify = Verification(timeout=5, settle=3, settle_interval=0.2)
+
+    await operate(driver, Action.OFF, verification=verify, clock=clock)
+
+    assert clock.slept == [0.2, 0.2]
+
+
+async def test_power_coming_back_between_readings_is_not_verified() -> None:
+    """Off read once, then on again: the off is not confirmed."""
+    clock = FakeClock()
+    driver = _RepoweringDriver(PowerState.ON)
+
+    outcome = await attempt(driver, Action.OFF, verification=FAST, clock=clock)
+
+    assert not outcome.success
+    assert isinstance(outcome.error, NotConfirmedError)

@@ -80,6 +80,13 @@ def register(sub: Any) -> None:
         default=2,
         help="consecutive readings of the new state required (2)",
     )
+    parser.add_argument(
+        "--settle-interval",
+        type=_common.non_negative_float,
+        default=0.1,
+        metavar="SECONDS",
+        help="seconds between those readings (0.1)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=handle)
 
@@ -146,7 +153,11 @@ def handle(args: argparse.Namespace) -> int:
         password=_password(args),
         options=_driver_options(args),
     )
-    verification = Verification(timeout=args.timeout, settle=args.settle)
+    verification = Verification(
+        timeout=args.timeout,
+        settle=args.settle,
+        settle_interval=args.settle_interval,
+    )
     outcome = asyncio.run(
         _run(driver, Action.parse(args.action), verification)
     )

@@ -44,11 +44,15 @@ class Verification:
             (for ``reboot``, for each of its two halves).
         settle: consecutive readings of the wanted state required.
         interval: seconds between readings while the state is wrong.
+        settle_interval: seconds between the consecutive readings of
+            the wanted state, so that ``settle`` readings cover
+            ``(settle - 1) * settle_interval`` seconds, not an instant.
     """
 
     timeout: float = 20.0
     settle: int = 2
     interval: float = 0.25
+    settle_interval: float = 0.1
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -57,6 +61,8 @@ class Verification:
             raise ConfigError("must be at least 1", where="settle")
         if self.interval < 0:
             raise ConfigError("must not be negative", where="interval")
+        if self.settle_interval < 0:
+            raise ConfigError("must not be negative", where="settle_interval")
 
 
 @dataclasses.dataclass
@@ -68,6 +74,7 @@ class _Run:
     deadline: float
     settle: int
     interval: float
+    settle_interval: float
     commands: int = 0
     last: PowerState = PowerState.UNKNOWN
     unanswered: FencekitError | None = None
@@ -148,6 +155,10 @@ class _Run:
                 continue
             if state is target:
                 streak += 1
+                if streak < self.settle:
+                    await self.clock.sleep(
+                        min(self.settle_interval, self.remaining())
+                    )
                 continue
             streak = 0
             await self.clock.sleep(min(self.interval, self.remaining()))
@@ -266,6 +277,7 @@ def _new_run(driver: PowerDriver, verify: Verification, clock: Clock) -> _Run:
         deadline=clock.monotonic() + verify.timeout,
         settle=verify.settle,
         interval=verify.interval,
+        settle_interval=verify.settle_interval,
     )
 
 
