@@ -141,3 +141,27 @@ def test_cli_unfence_then_status(tgtd: Tgtd) -> None:
     assert status.returncode == 0, status.stderr
     assert check.returncode == 0, check.stderr
     assert "key registered on 1/1 path(s)" in check.stdout
+
+
+async def test_cli_fence_of_an_unknown_key_is_not_a_success(
+    tgtd: Tgtd, node_b: LogicalUnit
+) -> None:
+    """A mistyped victim key fails, naming the keys still registered."""
+    wrong = key_for_node("shop", 3)
+
+    result = fencekit(
+        "storage", "fence", tgtd.url(), "--initiator", IQN_A,
+        "--key", format_key(KEY_A), "--victim-key", format_key(wrong),
+    )  # fmt: skip
+    absent_ok = fencekit(
+        "storage", "fence", tgtd.url(), "--initiator", IQN_A,
+        "--key", format_key(KEY_A), "--victim-key", format_key(wrong),
+        "--absent-ok",
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert "is not registered: nothing was fenced" in result.stderr
+    assert format_key(KEY_B) in result.stderr
+    assert absent_ok.returncode == 0, absent_ok.stderr
+    keys = (await operations.keys([node_b])).units[0].keys
+    assert KEY_B in keys, "node B was not touched"

@@ -37,6 +37,15 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--victim-key", help="for fence: the node to cut off")
     parser.add_argument(
+        "--absent-ok",
+        action="store_true",
+        help=(
+            "for fence: a victim key registered nowhere counts as fenced"
+            " already (by default it is an error: a mistyped key or"
+            " cluster looks the same)"
+        ),
+    )
+    parser.add_argument(
         "--initiator", metavar="IQN", help="iSCSI initiator name to log in as"
     )
     parser.add_argument(
@@ -73,7 +82,9 @@ def handle(args: argparse.Namespace) -> int:
     units = open_units(
         args.devices, initiator=args.initiator, timeout=args.timeout
     )
-    outcome = asyncio.run(_run(args.action, units, key, victim, rtype))
+    outcome = asyncio.run(
+        _run(args.action, units, key, victim, rtype, args.absent_ok)
+    )
     return _report(args.action, outcome, args.json)
 
 
@@ -117,6 +128,7 @@ async def _run(
     key: int | None,
     victim: int | None,
     rtype: Any,
+    absent_ok: bool = False,
 ) -> Any:
     from fencekit.storage import operations
 
@@ -128,7 +140,9 @@ async def _run(
             return await operations.unfence(units, key, rtype=rtype)
         if action == "fence":
             assert victim is not None
-            return await operations.fence(units, key, victim, rtype=rtype)
+            return await operations.fence(
+                units, key, victim, rtype=rtype, absent_ok=absent_ok
+            )
         if action == "status":
             return await operations.status(units, key)
         return await operations.self_check(units, key)

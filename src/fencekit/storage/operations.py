@@ -306,6 +306,7 @@ async def fence(
     *,
     rtype: ReservationType = DEFAULT_TYPE,
     abort: bool = True,
+    absent_ok: bool = True,
 ) -> StorageOutcome:
     """Cut the node registered as ``victim`` off every logical unit.
 
@@ -320,6 +321,10 @@ async def fence(
     node was fenced) fails the unit instead of registering again: the
     loser of a fence race must not come back by fencing the winner.
 
+    A victim key registered nowhere on a unit means the node is fenced
+    already; with ``absent_ok`` false (keys typed by hand) it fails the
+    unit instead, since a mistyped key or cluster looks the same.
+
     Raises:
         ConfigError: ``victim`` is our own key.
     """
@@ -332,7 +337,9 @@ async def fence(
     async def one(unit: LogicalUnit) -> UnitResult:
         before = unit.commands
         try:
-            return await _fence_unit(unit, key, victim, rtype, abort, before)
+            return await _fence_unit(
+                unit, key, victim, rtype, abort, before, absent_ok
+            )
         except FencekitError as exc:
             return _failed(unit, before, exc)
 
@@ -346,6 +353,7 @@ async def _fence_unit(
     rtype: ReservationType,
     abort: bool,
     before: int,
+    absent_ok: bool = True,
 ) -> UnitResult:
     async def register(path: PersistentReservations) -> None:
         await path.register(key, rejoin=False)
@@ -357,6 +365,16 @@ async def _fence_unit(
     remaining = registrations.count(victim)
     ok = remaining == 0 and reservation.held
     reason = _fence_reason(victim, remaining, reservation, aborted)
+    if ok and aborted is None and not absent_ok:
+        ok = False
+        others = ", ".join(
+            format_key(k) for k in sorted(set(registrations.keys)) if k != key
+        )
+        reason = (
+            f"victim key {format_key(victim)} is not registered: nothing"
+            " was fenced (already fenced, or a wrong key or cluster?);"
+            f" other keys registered: {others or 'none'}"
+        )
     error = None
     if not ok:
         error = NotConfirmedError(
