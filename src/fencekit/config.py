@@ -172,6 +172,7 @@ class FencerSettings:
         settle: consecutive readings of the wanted power state required.
         interval: seconds between readings while the state is wrong.
         settle_interval: seconds between the readings that confirm it.
+        off_time: for reboot, seconds the node stays off before on.
     """
 
     run_dir: Path = DEFAULT_RUN_DIR
@@ -183,6 +184,7 @@ class FencerSettings:
     settle: int = 2
     interval: float = 0.25
     settle_interval: float = 0.1
+    off_time: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +349,7 @@ class _Reader:
             settle_interval=self.seconds(
                 data, "settle_interval", "fencer", d.settle_interval
             ),
+            off_time=self.seconds(data, "off_time", "fencer", d.off_time),
         )
 
     def devices(self, data: Mapping[str, Any]) -> dict[str, DeviceConfig]:

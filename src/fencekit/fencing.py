@@ -604,6 +604,15 @@ class Fencer:
         reason = None
         on_failed = False
         if action is Action.REBOOT:
+            # Power stays off a while: dual power supplies on two PDU
+            # outlets, or a switch port's link, must not ride it through.
+            await record("off_time", seconds=self.inventory.fencer.off_time)
+            await self._clock.sleep(
+                min(
+                    self.inventory.fencer.off_time,
+                    max(deadline - self._clock.monotonic(), 0.0),
+                )
+            )
             remaining = max(deadline - self._clock.monotonic(), 0.001)
             on = await self._level(
                 node, level.number, level.devices, Action.ON, remaining, record

@@ -256,3 +256,15 @@ async def test_power_coming_back_between_readings_is_not_verified() -> None:
 
     assert not outcome.success
     assert isinstance(outcome.error, NotConfirmedError)
+
+
+async def test_reboot_keeps_the_power_off_for_off_time() -> None:
+    """reboot waits off_time between the verified off and the on."""
+    clock = FakeClock()
+    driver = FakePowerDriver(PowerState.ON)
+    verify = Verification(timeout=5, settle=1, off_time=2.5)
+
+    await operate(driver, Action.REBOOT, verification=verify, clock=clock)
+
+    assert 2.5 in clock.slept
+    assert driver.commands == [Action.OFF, Action.ON]

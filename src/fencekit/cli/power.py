@@ -87,6 +87,13 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="seconds between those readings (0.1)",
     )
+    parser.add_argument(
+        "--off-time",
+        type=_common.non_negative_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="reboot: seconds the power stays off before it is turned on (1)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=handle)
 
@@ -157,6 +164,7 @@ def handle(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         settle=args.settle,
         settle_interval=args.settle_interval,
+        off_time=args.off_time,
     )
     outcome = asyncio.run(
         _run(driver, Action.parse(args.action), verification)

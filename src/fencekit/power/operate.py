@@ -47,12 +47,16 @@ class Verification:
         settle_interval: seconds between the consecutive readings of
             the wanted state, so that ``settle`` readings cover
             ``(settle - 1) * settle_interval`` seconds, not an instant.
+        off_time: for ``reboot``, seconds the power stays off (verified)
+            before it is turned back on, so that power supplies and
+            network links cannot ride through a short gap.
     """
 
     timeout: float = 20.0
     settle: int = 2
     interval: float = 0.25
     settle_interval: float = 0.1
+    off_time: float = 1.0
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -61,6 +65,8 @@ class Verification:
             raise ConfigError("must be at least 1", where="settle")
         if self.interval < 0:
             raise ConfigError("must not be negative", where="interval")
+        if self.off_time < 0:
+            raise ConfigError("must not be negative", where="off_time")
         if self.settle_interval < 0:
             raise ConfigError("must not be negative", where="settle_interval")
 
@@ -261,6 +267,7 @@ async def operate(
         return run.last
 
     await run.drive(Action.OFF)
+    await clock.sleep(verify.off_time)
     on_run = _new_run(driver, verify, clock)
     try:
         await on_run.drive(Action.ON)
