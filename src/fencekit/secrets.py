@@ -22,6 +22,9 @@ __all__ = ["MASK", "Secret", "from_command", "from_env", "from_file"]
 MASK: Final = "********"
 
 _COMMAND_TIMEOUT = 10.0
+# A secret is one line; reading more than this from a file or command
+# means a wrong path (a disk, /dev/zero) and must not exhaust memory.
+_MAX_BYTES = 64 * 1024
 
 
 class Secret:
@@ -73,6 +76,17 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
+def _decode(raw: bytes, what: str) -> str:
+    """The text of ``raw``, which must hold a first line within limits.
+
+    Raises:
+        SecretError: no line ends within the size limit.
+    """
+    if len(raw) > _MAX_BYTES and b"\n" not in raw[:_MAX_BYTES]:
+        raise SecretError(f"{what}: no line within {_MAX_BYTES} bytes")
+    return raw[:_MAX_BYTES].decode("utf-8")
+
+
 def from_file(path: str | os.PathLike[str]) -> Secret:
     """Read a secret from the first line of a file.
 
@@ -85,7 +99,9 @@ def from_file(path: str | os.PathLike[str]) -> Secret:
     file = Path(path)
     try:
         mode = file.stat().st_mode
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            raw = stream.read(_MAX_BYTES + 1)
+        text = _decode(raw, f"credentials file {file}")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise SecretError(
@@ -142,9 +158,14 @@ def from_command(command: str, *, timeout: float = _COMMAND_TIMEOUT) -> Secret:
             timeout=timeout,
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
         raise SecretError(
-            f"password command {argv[0]} failed: {type(exc).__name__}"
+            f"password command {argv[0]} did not finish in {timeout:g} s"
+        ) from exc
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SecretError(
+            f"password command {argv[0]} failed: {reason}"
         ) from exc
 
     if done.returncode != 0:

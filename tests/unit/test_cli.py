@@ -119,3 +119,50 @@ def test_inventory_irmc_ipmi_password_from_a_source(tmp_path: Path) -> None:
             password=Secret("p"),
             options={"ipmi_fallback": True, "ipmi_password": "literal"},
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["probe", "http", "http://[::1"], "Invalid IPv6 URL"),
+        (["probe", "http", "http://127.0.0.1:99999/"], "Port out of range"),
+        (["probe", "http", "http://127.0.0.1:abc/"], "Port could not"),
+        (["probe", "http", "http://ñ☃.invalid/"], "IDNA"),
+        (
+            ["probe", "http", "http://127.0.0.1:1/", "--method", "GE T"],
+            "not an HTTP method",
+        ),
+        (
+            ["probe", "http", "http://127.0.0.1:1/", "--timeout", "1e308"],
+            "at most",
+        ),
+    ],
+)
+def test_hostile_probe_input_is_one_line(args: list[str], words: str) -> None:
+    """URLs, methods and numbers requests cannot use: exit 2, one line."""
+    done = run(*args)
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert words in done.stderr.strip().splitlines()[-1]
+
+
+def test_password_file_that_never_ends_is_refused() -> None:
+    """/dev/zero as a password file: an error, not all of memory."""
+    done = run(*BASE, "--password-file", "/dev/zero")
+
+    assert done.returncode == 2
+    assert "no line within" in done.stderr
+
+
+def test_broken_pipe_is_not_a_traceback() -> None:
+    """`fencekit --help | head -1`: the reader leaving is no crash."""
+    done = subprocess.run(
+        f"{FENCEKIT} power --help | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert "Traceback" not in done.stderr

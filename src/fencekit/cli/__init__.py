@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -71,7 +72,8 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help=kw.get("help"))  # type: ignore[arg-type]
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        parser.exit(message=f"fencekit {_version()}\n")
+        print(f"fencekit {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
@@ -87,7 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return _common.run(args)
+    try:
+        return _common.run(args)
+    except BrokenPipeError:
+        # The reader went away (`fencekit history | head`): not an error
+        # worth a traceback. Point stdout at /dev/null so that Python's
+        # final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return _common.EXIT_FAILED
 
 
 if __name__ == "__main__":

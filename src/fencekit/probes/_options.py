@@ -16,6 +16,11 @@ from fencekit.secrets import Secret, from_command, from_env, from_file
 _MISSING: Any = object()
 
 
+# No probe option (seconds, lag, sizes) needs more; larger values only
+# overflow the clock and timers.
+_MAX_NUMBER = 1e9
+
+
 class Options:
     """Typed access to one probe's option table.
 
@@ -68,6 +73,8 @@ class Options:
             raise self.fail(key, "must be a number")
         if value < minimum or value != value or value == float("inf"):
             raise self.fail(key, f"must be at least {minimum:g}")
+        if value > _MAX_NUMBER:
+            raise self.fail(key, f"must be at most {_MAX_NUMBER:g}")
         return value
 
     def integer(

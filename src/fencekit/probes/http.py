@@ -75,9 +75,14 @@ class HttpProbe:
     ) -> None:
         from fencekit.errors import ConfigError
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname, _ = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ConfigError(f"not a URL: {exc}", where="url") from exc
+        if parts.scheme not in ("http", "https") or not hostname:
             raise ConfigError(f"not an http(s) URL: {url!r}", where="url")
+        _check_request(method, url)
         if parts.username or parts.password:
             raise ConfigError(
                 "credentials do not belong in a URL", where="url"
@@ -330,6 +335,27 @@ def _status_codes(values: list[Any], opts: Options) -> tuple[int, ...]:
             raise opts.fail("expect_status", f"{value} is not a status")
         codes.append(value)
     return tuple(codes)
+
+
+def _check_request(method: str, url: str) -> None:
+    """Let requests build the request once, so that a URL or method it
+    cannot send is a configuration error now, not at the first run.
+
+    Raises:
+        ConfigError: requests refuses the URL or the method.
+    """
+    import requests
+
+    from fencekit.errors import ConfigError
+
+    # RFC 9110 5.6.2: a method is a token.
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", method):
+        raise ConfigError(f"not an HTTP method: {method!r}", where="method")
+    try:
+        requests.Request(method.upper(), url).prepare()
+    except (requests.exceptions.RequestException, ValueError) as exc:
+        where = "method" if "Method" in str(exc) else "url"
+        raise ConfigError(str(exc).split("\n")[0], where=where) from exc
 
 
 def from_options(table: Mapping[str, Any], where: str = "") -> HttpProbe:

@@ -50,7 +50,11 @@ class TcpProbe:
         if not 0 < port < 65536:
             raise ConfigError(f"not a port: {port}", where="port")
         try:
-            self.expect = re.compile(expect.encode()) if expect else None
+            self.expect = (
+                re.compile(expect.encode("utf-8", "surrogateescape"))
+                if expect
+                else None
+            )
         except re.error as exc:
             raise ConfigError(
                 f"bad regular expression: {exc}", where="expect"
@@ -61,7 +65,9 @@ class TcpProbe:
             f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
         )
         self.timeout = timeout
-        self.send = send.encode() if send else None
+        # Bytes that are not UTF-8 on the command line arrive as
+        # surrogate escapes: send them as they were typed.
+        self.send = send.encode("utf-8", "surrogateescape") if send else None
         self.family = {4: socket.AF_INET, 6: socket.AF_INET6}.get(
             ip_version or 0, socket.AF_UNSPEC
         )
