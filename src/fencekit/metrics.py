@@ -431,16 +431,11 @@ class Exporter:
         self._thread: threading.Thread | None = None
 
     def _wrap_tls(self, cert: str, key: str | None) -> None:
-        from fencekit.errors import ConfigError
-
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
+            context = tls_context(cert, key)
+        except Exception:
             self._server.server_close()
-            raise ConfigError(
-                f"cannot load TLS certificate: {exc}", where="agent.tls_cert"
-            ) from exc
+            raise
         self._server.socket = context.wrap_socket(
             self._server.socket, server_side=True
         )
@@ -529,3 +524,21 @@ def _handler_class(
             )
 
     return Handler
+
+
+def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
+    """The server TLS context for the agent's endpoint.
+
+    Raises:
+        ConfigError: the certificate or key cannot be loaded.
+    """
+    from fencekit.errors import ConfigError
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load TLS certificate: {exc}", where="agent.tls_cert"
+        ) from exc
+    return context

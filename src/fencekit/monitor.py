@@ -722,6 +722,20 @@ class Agent:
             on_event=notifier.on_fence_record if notifier else None,
         )
 
+    def validate(self) -> None:
+        """Check what :meth:`run` would only find at start: the fencer's
+        inventory and the nodes the actions name, and the TLS files.
+
+        Raises:
+            ConfigError: the inventory, a node or the TLS files are bad.
+            SecretError: a credential source of the inventory is bad.
+        """
+        self._new_fencer(self.config)
+        if self.config.tls_cert:
+            from fencekit.metrics import tls_context
+
+            tls_context(self.config.tls_cert, self.config.tls_key)
+
     def stop(self) -> None:
         """Ask :meth:`run` to return (SIGTERM)."""
         self._stop.set()

@@ -166,3 +166,27 @@ def test_broken_pipe_is_not_a_traceback() -> None:
     )
 
     assert "Traceback" not in done.stderr
+
+
+def test_agent_check_config_finds_what_start_would(tmp_path: Path) -> None:
+    """--check-config refuses a fence action on a node not in inventory."""
+    secret = tmp_path / "pw"
+    secret.write_text("x\n")
+    secret.chmod(0o600)
+    (tmp_path / "inventory.toml").write_text(
+        'cluster = "c"\n[devices.bmc]\ndriver = "ipmi"\nhost = "127.0.0.1"\n'
+        f'username = "u"\npassword_file = "{secret}"\n'
+        '[[nodes]]\nname = "node-a"\nid = 1\nlevels = ["bmc"]\n'
+    )
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[agent]\ninventory = "inventory.toml"\n'
+        '[actions.fence-zz]\ntype = "fence"\nnode = "node-zz"\n'
+        '[checks.t]\nkind = "tcp"\nhost = "127.0.0.1"\nport = 1\n'
+        'actions = ["fence-zz"]\n'
+    )
+
+    done = run("agent", "--config", str(config), "--check-config")
+
+    assert done.returncode == 2
+    assert "node-zz" in done.stderr.strip().splitlines()[-1]

@@ -47,6 +47,9 @@ def handle(args: argparse.Namespace) -> int:
     configure(verbosity=max(1, args.verbose))
     config = load_config(args.config)
     if args.check_config:
+        from fencekit.monitor import Agent
+
+        Agent(config).validate()
         print(
             f"{args.config}: {len(config.checks)} check(s),"
             f" {len(config.actions)} action(s),"
