@@ -27,7 +27,7 @@ def install(prefix: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_installs_every_agent(tmp_path: Path) -> None:
     """Fence agents go to PREFIX/sbin, the OCF agent to its provider
     folder, executable, run by the chosen interpreter."""
-    done = install(tmp_path, "--python", "/opt/py/bin/python3")
+    done = install(tmp_path, "--python", "/opt/py/bin/python3", "--no-check")
 
     assert done.returncode == 0, done.stderr
     for name in agents.agent_names():
@@ -57,10 +57,10 @@ def test_refuses_to_replace_a_foreign_file(tmp_path: Path) -> None:
 def test_updates_its_own_files_and_reports_unchanged(tmp_path: Path) -> None:
     """A second run with another interpreter updates fencekit's files;
     a third with the same one changes nothing."""
-    install(tmp_path, "--python", "/a/python")
+    install(tmp_path, "--python", "/a/python", "--no-check")
 
-    second = install(tmp_path, "--python", "/b/python", "--json")
-    third = install(tmp_path, "--python", "/b/python", "--json")
+    second = install(tmp_path, "--python", "/b/python", "--no-check", "--json")
+    third = install(tmp_path, "--python", "/b/python", "--no-check", "--json")
 
     results = {r["result"] for r in json.loads(second.stdout)["files"]}
     assert results == {"updated"}
@@ -106,3 +106,18 @@ def test_unwritable_prefix_is_one_line_error(tmp_path: Path) -> None:
         line.startswith("fencekit: error:")
         for line in done.stderr.splitlines()
     )
+
+
+def test_an_interpreter_that_cannot_run_fencekit_is_refused(
+    tmp_path: Path,
+) -> None:
+    """--python naming nothing usable: exit 2, nothing written."""
+    done = subprocess.run(
+        [FENCEKIT, "install-agents", "--prefix", str(tmp_path),
+         "--python", "/nonexistent/python3"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert "--python" in done.stderr
+    assert not any(tmp_path.iterdir())

@@ -50,6 +50,11 @@ def register(sub: Any) -> None:
         help="interpreter the agents run with (default: this one)",
     )
     parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not check that --python runs and imports fencekit",
+    )
+    parser.add_argument(
         "--uninstall",
         action="store_true",
         help="remove the files fencekit installed there instead",
@@ -88,9 +93,37 @@ def items(prefix: Path, interpreter: str) -> list[Item]:
     return found
 
 
+def _check_interpreter(python: str) -> None:
+    """The agents' interpreter must run and import fencekit.
+
+    Raises:
+        ConfigError: it cannot, so every agent would be broken.
+    """
+    import subprocess
+
+    from fencekit.errors import ConfigError
+
+    try:
+        done = subprocess.run(
+            [python, "-c", "import fencekit"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(
+            f"cannot run {python}: {exc}", where="--python"
+        ) from exc
+    if done.returncode != 0:
+        raise ConfigError(f"{python} cannot import fencekit", where="--python")
+
+
 def handle(args: argparse.Namespace) -> int:
     """Install (or remove) every agent; exit 1 if any file was refused."""
     prefix = args.prefix.resolve()
+    if not (args.uninstall or args.no_check):
+        _check_interpreter(args.python)
     results = [
         _uninstall(item, args.dry_run)
         if args.uninstall
