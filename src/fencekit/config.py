@@ -71,6 +71,15 @@ _PASSWORD_SOURCES: Final = (
 )
 # Keys that would put a credential itself into the file.
 _INLINE_SECRETS: Final = ("password", "passwd", "kg", "community", "token")
+# Driver options that would hold a secret's value. Their *_file, *_env
+# and *_command forms are the accepted ones.
+_INLINE_OPTION_SECRETS: Final = (
+    *_INLINE_SECRETS,
+    "ipmi_password",
+    "auth_key",
+    "priv_key",
+    "secret",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,8 +395,20 @@ class _Reader:
             # TODO: driver options are checked when the driver is built
             # (fence or check time), not here: building a driver to check
             # them could open sessions, and drivers have no dry-run hook.
-            options=dict(self.table(data, "options", at)),
+            options=self.options(data, at),
         )
+
+    def options(self, data: Mapping[str, Any], at: str) -> dict[str, Any]:
+        """A device's driver options, without any secret's value."""
+        options = dict(self.table(data, "options", at))
+        for key in options:
+            if key in _INLINE_OPTION_SECRETS:
+                raise self.fail(
+                    f"{at}.options.{key}",
+                    "secrets are not accepted in the inventory: use"
+                    f" {key}_file, {key}_env or {key}_command",
+                )
+        return options
 
     def credentials(
         self, data: Mapping[str, Any], at: str
@@ -462,6 +483,7 @@ class _Reader:
                     f"{at}.options.{device}",
                     "must be a table named after a device",
                 )
+            self.options({"options": table}, f"{at}.options.{device}")
         return NodeConfig(
             name=self.text(data, "name", at),
             id=node_id,

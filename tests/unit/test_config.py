@@ -238,3 +238,25 @@ def test_local_node_from_settings(folder: Path) -> None:
     text = GOOD.replace("max_parallel = 4", 'local_node = "node-x"')
     with pytest.raises(ConfigError, match=r"fencer\.local_node"):
         load(write(folder, text))
+
+
+@pytest.mark.parametrize(
+    "options",
+    ['{ community = "public" }', '{ ipmi_password = "x" }', '{ kg = "k" }'],
+)
+def test_secret_values_in_driver_options_are_refused(
+    tmp_path: Path, options: str
+) -> None:
+    """A secret's value among a device's options fails at load time."""
+    from fencekit.config import load
+    from fencekit.errors import ConfigError
+
+    path = tmp_path / "inventory.toml"
+    path.write_text(
+        f'cluster = "c"\n[devices.d]\ndriver = "ipmi"\nhost = "h"\n'
+        f"options = {options}\n"
+        '[[nodes]]\nname = "n"\nid = 1\nlevels = ["d"]\n'
+    )
+
+    with pytest.raises(ConfigError, match="secrets are not accepted"):
+        load(path)
