@@ -2,8 +2,12 @@
 
 Loggers are proxies: structlog is imported when the first event passes
 the level an entry point set, so a command that logs nothing at its
-level does not pay for the import. Without an entry point, every event
-goes to structlog with its default configuration.
+level does not pay for the import.
+
+A script that imports fencekit and configures nothing should not find
+fencekit's events on its standard output (structlog's default): then
+events go to the standard library's ``logging``, where, unless the
+script configures it, only warnings and errors reach standard error.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from typing import Any
 
 __all__ = ["get_logger", "set_threshold"]
 
-_state: dict[str, Any] = {"threshold": logging.NOTSET, "apply": None}
+_state: dict[str, Any] = {
+    "threshold": logging.NOTSET,
+    "apply": None,
+    "configured": False,
+}
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -33,6 +41,7 @@ def set_threshold(level: int, apply: Callable[[], None] | None) -> None:
     """
     _state["threshold"] = level
     _state["apply"] = apply
+    _state["configured"] = apply is not None
 
 
 class _Logger:
@@ -60,10 +69,28 @@ class _Logger:
                 apply()
             import structlog
 
+            if not _state["configured"] and not structlog.is_configured():
+                _to_stdlib(self._name, level, event, self._initial, values)
+                return
             logger = structlog.get_logger(self._name, **self._initial)
             getattr(logger, method)(event, **values)
 
         return emit
+
+
+def _to_stdlib(
+    name: str,
+    level: int,
+    event: str,
+    initial: dict[str, Any],
+    values: dict[str, Any],
+) -> None:
+    """One ``event key=value...`` line through ``logging``, redacted."""
+    from fencekit.logging import redact
+
+    fields = redact(None, "", {**initial, **values})
+    text = " ".join(f"{k}={v!r}" for k, v in fields.items())
+    logging.getLogger(name).log(level, "%s %s", event, text)
 
 
 def get_logger(name: str, **initial: Any) -> Any:

@@ -125,3 +125,31 @@ def test_redaction_masks_secret_keys_and_values() -> None:
     assert CANARY not in text
     assert text.count(MASK) == 5
     assert '"Accept": "json"' in text
+
+
+def test_library_without_logging_setup_keeps_stdout_clean() -> None:
+    """A plain script: info stays silent, an error goes to stderr."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, fencekit\n"
+        "from fencekit.testing import FakePowerDriver\n"
+        "from fencekit.errors import UnreachableError\n"
+        "off = fencekit.Action.OFF\n"
+        "asyncio.run(fencekit.attempt(FakePowerDriver(), off))\n"
+        "bad = FakePowerDriver(read_errors=[UnreachableError('gone')])\n"
+        "asyncio.run(fencekit.attempt(bad, off))\n"
+        "print('result')\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.stdout == "result\n"
+    assert "power_action_failed" in done.stderr
+    assert "reason='gone'" in done.stderr
