@@ -232,11 +232,17 @@ class _PyghmiFailure(Exception):
     """
 
     def __init__(
-        self, text: str, *, code: int | None = None, login: bool = False
+        self,
+        text: str,
+        *,
+        code: int | None = None,
+        login: bool = False,
+        internal: bool = False,
     ) -> None:
         super().__init__(text)
         self.code = code
         self.login = login
+        self.internal = internal
 
 
 class _BmcLink:
@@ -320,7 +326,8 @@ class _BmcLink:
         except _PyghmiFailure:
             raise
         except Exception as exc:
-            raise _PyghmiFailure(_text(exc)) from None
+            internal = not _is_ipmi(exc)
+            raise _PyghmiFailure(_text(exc), internal=internal) from None
 
     def _login(self) -> Any:
         if self._session is not None and not self._session.broken:
@@ -384,7 +391,14 @@ def _text(exc: BaseException) -> str:
     # error), then raises IpmiException(None): the BMC went quiet.
     if exc.args == (None,):
         return "timeout: no answer to any retry"
+    if not _is_ipmi(exc):
+        return f"{type(exc).__name__}: {exc}"
     return str(exc) or type(exc).__name__
+
+
+def _is_ipmi(exc: BaseException) -> bool:
+    """Whether pyghmi raised it on purpose (IpmiException)."""
+    return type(exc).__name__ == "IpmiException"
 
 
 def _translate(exc: _PyghmiFailure, device: str) -> FencekitError:
@@ -412,6 +426,15 @@ def _translate(exc: _PyghmiFailure, device: str) -> FencekitError:
             )
         return DeviceTimeoutError(
             f"BMC {device} stopped answering ({text})", device=device
+        )
+    if exc.internal:
+        # An exception pyghmi did not mean to raise (a race in its shared
+        # session tables under concurrency): nothing was learnt about the
+        # power state, so it may be retried within the deadline.
+        return ProtocolError(
+            f"BMC {device}: pyghmi failed inside a request ({text})",
+            device=device,
+            transient=True,
         )
     if code is None:
         return ProtocolError(f"BMC {device}: {text}", device=device)
