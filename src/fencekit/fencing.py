@@ -545,7 +545,17 @@ class Fencer:
         outcome = dataclasses.replace(
             outcome, duration=self._clock.monotonic() - start
         )
-        await record("outcome", **_outcome_fields(outcome))
+        try:
+            await record("outcome", **_outcome_fields(outcome))
+        except FencekitError as exc:
+            done = "was verified" if outcome.verified else "was NOT verified"
+            raise FencekitError(
+                f"{outcome.node}: the {outcome.action.value} {done}"
+                f" (power {outcome.state.value}), but its outcome could"
+                f" not be journalled: {exc}",
+                node=outcome.node,
+                action=outcome.action.value,
+            ) from exc
         self._log_outcome(outcome)
         return outcome
 

@@ -320,6 +320,31 @@ async def test_journal_unwritable_raises(tmp_path: Path) -> None:
     assert DEVICES["bmc-b"].commands == []
 
 
+async def test_outcome_not_journalled_says_what_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fenced, then the journal fails: the error says the fence worked."""
+    from fencekit.journal import Journal
+
+    real = Journal.record
+
+    async def failing(self: Journal, event: str, **fields: Any) -> Any:
+        if event == "outcome":
+            raise FencekitError("cannot write the journal: disk full")
+        return await real(self, event, **fields)
+
+    monkeypatch.setattr(Journal, "record", failing)
+
+    with pytest.raises(FencekitError) as caught:
+        await Fencer(inventory(tmp_path, {"node-b": [["bmc-b"]]})).fence(
+            "node-b"
+        )
+
+    assert "the off was verified (power off)" in str(caught.value)
+    assert "could not be journalled: cannot write" in str(caught.value)
+    assert DEVICES["bmc-b"].state is PowerState.OFF
+
+
 def test_lazy_method_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """A "module:function" entry makes a driver known and buildable."""
     monkeypatch.delitem(fencing._BUILDERS, "fake")
