@@ -31,16 +31,30 @@ _COMMANDS = (power, fence, install, probe, agent, demo, storage)
 
 
 class _Parser(argparse.ArgumentParser):
-    """No abbreviated options: a fencing command must say what it means."""
+    """No abbreviated options: a fencing command must say what it means.
+
+    Every subcommand also takes ``-v``, so that it works after the
+    subcommand's name as well as before it.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        top = kwargs.pop("top", False)
         super().__init__(*args, **kwargs)
+        if not top:
+            self.add_argument(
+                "-v",
+                "--verbose",
+                action="count",
+                default=argparse.SUPPRESS,
+                help="log more (-v info, -vv debug) to standard error",
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every ``fencekit`` subcommand."""
     parser = _Parser(
+        top=True,
         prog="fencekit",
         description="Verified fencing and health checks for HA clusters.",
     )
