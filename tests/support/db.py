@@ -124,7 +124,11 @@ class Postgres:
         )
 
     def sql(self, statement: str) -> str:
-        """Run ``statement`` with psql over the socket; return stdout."""
+        """Run ``statement`` with psql over the socket; return stdout.
+
+        The statement goes on psql's standard input, not its argv: it
+        may hold a test password that the secrets audit looks for.
+        """
         done = subprocess.run(
             _as_postgres(
                 str(_PG_BIN / "psql"),
@@ -134,9 +138,11 @@ class Postgres:
                 str(self.port),
                 "-U",
                 "postgres",
-                "-Atc",
-                statement,
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
             ),
+            input=statement,
             check=True,
             capture_output=True,
             text=True,
@@ -235,7 +241,8 @@ class MariaDB:
     def sql(self, statement: str) -> str:
         """Run ``statement`` as root over the socket; return stdout."""
         done = subprocess.run(
-            [*self._client("mariadb"), "-N", "-e", statement],
+            [*self._client("mariadb"), "-N"],
+            input=statement,
             check=True,
             capture_output=True,
             text=True,
