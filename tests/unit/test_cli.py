@@ -190,3 +190,36 @@ def test_agent_check_config_finds_what_start_would(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert "node-zz" in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([*BASE, "--password-env", "X", "--system", "1"], "--system"),
+        ([*BASE, "--password-env", "X", "--plug", "3"], "--plug"),
+        (
+            [
+                "power",
+                "status",
+                "--driver",
+                "ipmi",
+                "--host",
+                " ",
+                "--username",
+                "u",
+                "--password-env",
+                "HOME",
+            ],
+            "host: is empty",
+        ),
+        ([*BASE, "--password-env", "X", "--timeout", "inf"], "finite"),
+    ],
+)
+def test_options_that_do_nothing_are_refused(
+    args: list[str], words: str
+) -> None:
+    """An option another driver owns, or an empty host: exit 2."""
+    done = run(*args)
+
+    assert done.returncode == 2
+    assert words in done.stderr.strip().splitlines()[-1]

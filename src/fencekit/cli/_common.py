@@ -101,7 +101,9 @@ def positive_float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above zero: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number above zero: {text!r}"
+        )
     return value
 
 

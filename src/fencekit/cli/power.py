@@ -172,10 +172,43 @@ def handle(args: argparse.Namespace) -> int:
     return _report(outcome, args.json)
 
 
+# Options that belong to some drivers only; given to another, they are a
+# mistake worth saying (`--system` does nothing for IPMI).
+_OWN_OPTIONS = {
+    "ipmi": ("cipher", "kg_file", "ipmi15"),
+    "redfish": ("system", "ca_file", "insecure"),
+    "irmc": ("system", "ca_file", "insecure"),
+    "snmp-port": ("plug", "community_file", "community_env", "oper_status"),
+    "snmp-pdu": ("plug", "community_file", "community_env"),
+}
+
+
+def _refuse_foreign(args: argparse.Namespace) -> None:
+    """Refuse an option that does nothing for the chosen driver.
+
+    Raises:
+        ConfigError: such an option was given.
+    """
+    from fencekit.errors import ConfigError
+
+    own = set(_OWN_OPTIONS.get(args.driver, ()))
+    for options in _OWN_OPTIONS.values():
+        for name in options:
+            if name not in own and getattr(args, name, None) not in (
+                None,
+                False,
+            ):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"does not apply to driver {args.driver}", where=flag
+                )
+
+
 def _driver_options(args: argparse.Namespace) -> dict[str, Any]:
     """The driver-specific options the command line gave."""
     from fencekit.secrets import from_file
 
+    _refuse_foreign(args)
     if args.driver in ("redfish", "irmc"):
         return {
             "system": args.system,

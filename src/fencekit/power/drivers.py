@@ -208,6 +208,8 @@ def build(
     Raises:
         ConfigError: unknown driver or option, or an invalid value.
     """
+    if not host.strip():
+        raise ConfigError("is empty", where="host")
     factory = DRIVERS.get(driver)
     if factory is None:
         names = ", ".join(sorted(DRIVERS))

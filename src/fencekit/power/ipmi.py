@@ -413,9 +413,13 @@ def _translate(exc: _PyghmiFailure, device: str) -> FencekitError:
             " it (ipmi15 option)",
             device=device,
         )
-    if code == _CODE_PRIVILEGE or (
-        code is None and any(w in lowered for w in _AUTH_WORDS)
-    ):
+    if code == _CODE_PRIVILEGE:
+        return AuthenticationError(
+            f"BMC {device} refused the command: the account's privilege"
+            " is too low (operator or administrator needed)",
+            device=device,
+        )
+    if code is None and any(w in lowered for w in _AUTH_WORDS):
         return AuthenticationError(
             f"BMC {device} refused the login: {text}", device=device
         )
