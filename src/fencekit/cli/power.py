@@ -152,13 +152,14 @@ def handle(args: argparse.Namespace) -> int:
     from fencekit.power.drivers import build
     from fencekit.power.operate import Verification
 
+    options = _driver_options(args)
     driver = build(
         args.driver,
         args.host,
         port=args.port,
         username=args.username or "",
         password=_password(args),
-        options=_driver_options(args),
+        options=options,
     )
     verification = Verification(
         timeout=args.timeout,
