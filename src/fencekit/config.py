@@ -38,7 +38,6 @@ import dataclasses
 import math
 import os
 import socket
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -264,21 +263,10 @@ def load(
         ConfigError: the file cannot be read or is invalid; the message
             names the file and the key.
     """
+    from fencekit import _toml
+
     file = Path(path)
-    try:
-        with file.open("rb") as stream:
-            data = tomllib.load(stream)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot read: {reason}", where=str(file)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", where=str(file)) from exc
-    except UnicodeDecodeError as exc:
-        # tomllib decodes the whole file before parsing it (TOML 1.0:
-        # UTF-8 only) and lets the codec's error through.
-        raise ConfigError(
-            f"not valid TOML: not UTF-8 at byte {exc.start}", where=str(file)
-        ) from exc
+    data = _toml.read(file)
     return parse(data, source=file, known_drivers=known_drivers)
 
 

@@ -30,7 +30,6 @@ import math
 import os
 import random
 import time
-import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -825,21 +824,10 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
             the file and the key.
         SecretError: a probe's credential source gave no secret.
     """
+    from fencekit import _toml
+
     file = Path(path)
-    try:
-        with file.open("rb") as stream:
-            data = tomllib.load(stream)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot read: {reason}", where=str(file)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", where=str(file)) from exc
-    except UnicodeDecodeError as exc:
-        # tomllib decodes the whole file before parsing it (TOML 1.0:
-        # UTF-8 only) and lets the codec's error through.
-        raise ConfigError(
-            f"not valid TOML: not UTF-8 at byte {exc.start}", where=str(file)
-        ) from exc
+    data = _toml.read(file)
     return parse_config(data, file)
 
 
