@@ -76,9 +76,10 @@ def test_json_outcome_and_history(
     assert len(text.stdout.splitlines()) == 3
     assert "node-c off outcome success through bmc-node-c" in text.stdout
     events = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert [e["node"] for e in events].count("node-a") == 4
-    reboot = [e for e in events if e["node"] == "node-a"]
-    assert [e.get("device_action") for e in reboot[1:3]] == ["off", "on"]
+    reboot = [e["event"] for e in events if e["node"] == "node-a"]
+    assert reboot == ["requested", "attempt", "off_time", "attempt", "outcome"]
+    actions = [e.get("device_action") for e in events if e["node"] == "node-a"]
+    assert [a for a in actions if a] == ["off", "on"]
 
 
 def test_nodes_and_check(ipmi_sim_factory: Factory, tmp_path: Path) -> None:
