@@ -519,25 +519,38 @@ class Fencer:
         lock = self._node_locks.setdefault(node.name, asyncio.Lock())
 
         await record("requested", delay=node.delay)
-        async with lock, self._slots:
-            node_lock = NodeLock(
-                self.inventory.fencer.run_dir, node.name, clock=self._clock
-            )
-            try:
-                await node_lock.acquire(deadline - self._clock.monotonic())
-            except DeviceTimeoutError as exc:
-                outcome = _failed(node, action, [exc], 0, 0, 0.0)
-                return await self._finish(outcome, start, record)
-            try:
-                outcome = await self._levels(node, action, deadline, record)
-                # Recorded under the lock: the next fencer of this node
-                # finds this outcome in the journal before it acts.
-                return await self._finish(outcome, start, record)
-            except asyncio.CancelledError:
+        finished = False
+        try:
+            async with lock, self._slots:
+                node_lock = NodeLock(
+                    self.inventory.fencer.run_dir,
+                    node.name,
+                    clock=self._clock,
+                )
+                try:
+                    await node_lock.acquire(deadline - self._clock.monotonic())
+                except DeviceTimeoutError as exc:
+                    outcome = _failed(node, action, [exc], 0, 0, 0.0)
+                    finished = True
+                    return await self._finish(outcome, start, record)
+                try:
+                    outcome = await self._levels(
+                        node, action, deadline, record
+                    )
+                    # Recorded under the lock: the next fencer of this
+                    # node finds this outcome in the journal before it
+                    # acts.
+                    finished = True
+                    return await self._finish(outcome, start, record)
+                finally:
+                    node_lock.release()
+        except asyncio.CancelledError:
+            # Interrupted anywhere after the request was journalled
+            # (waiting for the lock, in the delay, at a device): the
+            # journal says so, never leaving the request without an end.
+            if not finished:
                 await self._finish(_interrupted(node, action), start, record)
-                raise
-            finally:
-                node_lock.release()
+            raise
 
     async def _finish(
         self, outcome: FenceOutcome, start: float, record: _Recorder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -44,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    # Turned into SIGINT rather than raised here: inside asyncio.run,
+    # SIGINT cancels the main task cleanly (its handlers run), whereas
+    # an exception raised from a signal handler can land in any task.
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def error(message: str) -> None:
