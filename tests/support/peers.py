@@ -49,13 +49,11 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def udp_port_bound(port: int) -> bool:
-    """Whether some process has bound UDP ``port`` on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return True
-        return False
+    """Whether some process has bound UDP ``port`` (see the lab's
+    :func:`fencekit.lab.process.udp_bound`: no racing bind probe)."""
+    from fencekit.lab.process import udp_bound
+
+    return udp_bound(port)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -36,13 +36,24 @@ def _free(kind: int, address: str) -> int:
 
 
 def udp_bound(port: int, address: str = LOOPBACK) -> bool:
-    """Whether some process has bound UDP ``port`` on ``address``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    """Whether some process has bound UDP ``port`` (on any address).
+
+    Read from the kernel's socket tables, not by trying to bind the port
+    ourselves: a probe that holds the port for an instant can make the
+    peer's own bind fail, and some peers then run on without listening.
+    """
+    wanted = f":{port:04X}"
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
-            sock.bind((address, port))
+            with open(table) as lines:
+                next(lines, None)
+                for line in lines:
+                    local = line.split()[1]
+                    if local.endswith(wanted):
+                        return True
         except OSError:
-            return True
-        return False
+            continue
+    return False
 
 
 def stop_process(
