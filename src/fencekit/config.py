@@ -389,14 +389,22 @@ class _Reader:
     def options(self, data: Mapping[str, Any], at: str) -> dict[str, Any]:
         """A device's driver options, without any secret's value."""
         options = dict(self.table(data, "options", at))
-        for key in options:
-            if key in _INLINE_OPTION_SECRETS:
-                raise self.fail(
-                    f"{at}.options.{key}",
-                    "secrets are not accepted in the inventory: use"
-                    f" {key}_file, {key}_env or {key}_command",
-                )
+        self.no_secrets(options, f"{at}.options")
         return options
+
+    def no_secrets(self, table: Mapping[str, Any], at: str) -> None:
+        """Refuse a secret's value anywhere in ``table`` (any case, any
+        depth)."""
+        for key, value in table.items():
+            if str(key).lower() in _INLINE_OPTION_SECRETS:
+                name = str(key).lower()
+                raise self.fail(
+                    f"{at}.{key}",
+                    "secrets are not accepted in the inventory: use"
+                    f" {name}_file, {name}_env or {name}_command",
+                )
+            if isinstance(value, Mapping):
+                self.no_secrets(value, f"{at}.{key}")
 
     def credentials(
         self, data: Mapping[str, Any], at: str
@@ -471,7 +479,7 @@ class _Reader:
                     f"{at}.options.{device}",
                     "must be a table named after a device",
                 )
-            self.options({"options": table}, f"{at}.options.{device}")
+            self.no_secrets(table, f"{at}.options.{device}")
         return NodeConfig(
             name=self.text(data, "name", at),
             id=node_id,

@@ -34,6 +34,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -145,6 +146,11 @@ def read(
     """
     file = Path(path)
     try:
+        if not stat.S_ISREG(file.stat().st_mode):
+            # /dev/zero or a disk named by mistake: never read it all.
+            raise ConfigError(
+                "the journal is not a regular file", where=str(file)
+            )
         raw = file.read_bytes()
     except FileNotFoundError:
         return ReadResult(())

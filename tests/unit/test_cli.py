@@ -41,6 +41,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ([*BASE, "--password-env", "X", "--port", "70000"], "not a port"),
         ([*BASE, "--password-env", "X", "--timeout", "-1"], "above zero"),
         ([*BASE, "--password-env", "X", "--timeout", "nan"], "above zero"),
+        ([*BASE, "--password-env", "X", "--off-time", "1e308"], "0 to"),
+        ([*BASE, "--password-env", "X", "--settle", "1000"], "do not fit"),
         ([*BASE, "--password-env", "X", "--cipher", "5"], "invalid choice"),
         (["power", "explode"], "invalid choice"),
         (["nosuch"], "invalid choice"),
@@ -212,7 +214,7 @@ def test_agent_check_config_finds_what_start_would(tmp_path: Path) -> None:
             ],
             "host: is empty",
         ),
-        ([*BASE, "--password-env", "X", "--timeout", "inf"], "finite"),
+        ([*BASE, "--password-env", "X", "--timeout", "inf"], "at most"),
     ],
 )
 def test_options_that_do_nothing_are_refused(

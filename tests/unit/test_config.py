@@ -242,7 +242,13 @@ def test_local_node_from_settings(folder: Path) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    ['{ community = "public" }', '{ ipmi_password = "x" }', '{ kg = "k" }'],
+    [
+        '{ community = "public" }',
+        '{ ipmi_password = "x" }',
+        '{ kg = "k" }',
+        '{ Password = "x" }',
+        '{ nested = { password = "x" } }',
+    ],
 )
 def test_secret_values_in_driver_options_are_refused(
     tmp_path: Path, options: str

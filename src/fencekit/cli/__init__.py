@@ -107,11 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _common.run(args)
     except BrokenPipeError:
         # The reader went away (`fencekit history | head`): not an error
-        # worth a traceback. Point stdout at /dev/null so that Python's
-        # final flush does not raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # worth a traceback.
+        _drop_stdout()
         return _common.EXIT_FAILED
+    except OSError as exc:
+        # Output that cannot be written (a full disk): one line.
+        _drop_stdout()
+        _common.error(f"cannot write the output: {exc.strerror or exc}")
+        return _common.EXIT_FAILED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so Python's final flush cannot raise."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

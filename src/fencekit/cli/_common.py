@@ -20,6 +20,9 @@ EXIT_INTERRUPTED: Final = 130
 
 Handler = Callable[[argparse.Namespace], int]
 
+# A day: no timeout, wait or off time of a fencing command needs more.
+_MAX_SECONDS: Final = 86400.0
+
 
 def run(args: argparse.Namespace) -> int:
     """Configure logging, run the subcommand, turn errors into one line."""
@@ -30,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM stops a command the way Ctrl-C does, so that fences are
     # journalled as interrupted and lab processes are stopped. Commands
     # with their own handling (the agent) install theirs over this one.
+    # A process started in the background by a script inherits SIGINT
+    # ignored; restore it, or SIGTERM (turned into SIGINT) would be lost.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return handler(args)
@@ -104,9 +110,9 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not 0 < value <= _MAX_SECONDS:
         raise argparse.ArgumentTypeError(
-            f"must be a finite number above zero: {text!r}"
+            f"must be above zero and at most {_MAX_SECONDS:g}: {text!r}"
         )
     return value
 
@@ -117,8 +123,10 @@ def non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
+    if not 0 <= value <= _MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 to {_MAX_SECONDS:g}: {text!r}"
+        )
     return value
 
 

@@ -152,6 +152,14 @@ def handle(args: argparse.Namespace) -> int:
     from fencekit.power.drivers import build
     from fencekit.power.operate import Verification
 
+    if (args.settle - 1) * args.settle_interval >= args.timeout:
+        from fencekit.errors import ConfigError
+
+        raise ConfigError(
+            f"{args.settle} readings {args.settle_interval:g} s apart do"
+            f" not fit in the {args.timeout:g} s timeout",
+            where="--settle",
+        )
     options = _driver_options(args)
     driver = build(
         args.driver,

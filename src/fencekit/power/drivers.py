@@ -210,6 +210,9 @@ def build(
     """
     if not host.strip():
         raise ConfigError("is empty", where="host")
+    from fencekit._hosts import check_hostname
+
+    check_hostname(host, "host")
     factory = DRIVERS.get(driver)
     if factory is None:
         names = ", ".join(sorted(DRIVERS))

@@ -188,6 +188,10 @@ class _Run:
         """
         target = _TARGET[action]
         if await self.read() is target:
+            if self.settle > 1:
+                await self.clock.sleep(
+                    min(self.settle_interval, self.remaining())
+                )
             await self.confirm(target, streak=1)
             return
         await self.send(action)

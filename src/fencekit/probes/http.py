@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from fencekit._hosts import check_hostname
 from fencekit._log import get_logger
 from fencekit.probes._options import Options
 from fencekit.probes.base import (
@@ -82,6 +83,7 @@ class HttpProbe:
             raise ConfigError(f"not a URL: {exc}", where="url") from exc
         if parts.scheme not in ("http", "https") or not hostname:
             raise ConfigError(f"not an http(s) URL: {url!r}", where="url")
+        check_hostname(hostname, "url")
         _check_request(method, url)
         if parts.username or parts.password:
             raise ConfigError(
@@ -178,6 +180,12 @@ class HttpProbe:
             raise _RequestFailedError(f"connect: {_root(exc)}") from exc
         except (requests.exceptions.RequestException, OSError) as exc:
             raise _RequestFailedError(f"request: {_root(exc)}") from exc
+        except (ValueError, UnicodeError, LookupError) as exc:
+            # What the server sent made urllib3 fail outside its own
+            # error tree (a redirect to a host name it cannot encode).
+            raise _RequestFailedError(
+                f"request: {type(exc).__name__}: {exc}"
+            ) from exc
 
         with response:
             expiry = _certificate_expiry(response)
@@ -185,13 +193,12 @@ class HttpProbe:
                 raw = response.raw.read(_BODY_LIMIT, decode_content=True)
             except Exception as exc:
                 raise _RequestFailedError(f"body: {_root(exc)}") from exc
-        encoding = response.encoding or "utf-8"
-        return (
-            response.status_code,
-            response.headers,
-            raw.decode(encoding, "replace"),
-            expiry,
-        )
+        try:
+            body = raw.decode(response.encoding or "utf-8", "replace")
+        except LookupError:
+            # The server named a charset Python does not know.
+            body = raw.decode("utf-8", "replace")
+        return response.status_code, response.headers, body, expiry
 
     def _new_session(self) -> Any:
         import requests

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from fencekit._hosts import check_hostname
 from fencekit.probes._options import Options
 from fencekit.probes.base import ProbeOutcome, outcome
 
@@ -59,6 +60,7 @@ class TcpProbe:
             raise ConfigError(
                 f"bad regular expression: {exc}", where="expect"
             ) from exc
+        check_hostname(host, "host")
         self.host = host
         self.port = port
         self.target = (
@@ -83,6 +85,8 @@ class TcpProbe:
             reason = f"{phase}: no answer within {self.timeout:g} s"
         except OSError as exc:
             reason = f"connect: {exc.strerror or exc}"
+        except (UnicodeError, ValueError) as exc:
+            reason = f"connect: {type(exc).__name__}: {exc}"
         return outcome(self, started, not reason, reason)
 
     async def _converse(self) -> str:
