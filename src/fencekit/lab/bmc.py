@@ -7,8 +7,9 @@ Two kinds, with one interface:
 - :class:`SimulatedBmc` runs fencekit's own BMC (pyghmi's BMC server
   class) in a child process; it speaks cipher suite 3 only.
 
-The power state is ``1`` or ``0`` in the file ``state``; every power
-command that reaches the BMC is appended to ``state.log``, so a test or
+The power state is ``1`` or ``0`` in the file ``power`` of the BMC's
+folder; every power command that reaches the BMC is appended to
+``power.log``, so a test or
 the demo can tell what the BMC was asked to do. Each BMC is a child
 process stopped by its PID.
 """
