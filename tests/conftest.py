@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ipmisim import IpmiSim
+from tests.support.tgtd import Tgtd
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +48,13 @@ def ipmi_sim_factory(tmp_path: Path) -> Iterator[object]:
     finally:
         for sim in sims:
             sim.stop()
+
+
+@pytest.fixture
+def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
+    """A tgtd with one file-backed LUN on a free loopback port."""
+    target = Tgtd(tmp_path / "tgtd").start()
+    try:
+        yield target
+    finally:
+        target.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +60,6 @@ def inventory(tmp_path: Path, url: str) -> Inventory:
         ],
     }
     return parse(data)
-
-
-@pytest.fixture
-def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
-    """tgtd with one file-backed LUN on a free loopback port."""
-    target = Tgtd(tmp_path / "tgtd").start()
-    try:
-        yield target
-    finally:
-        target.stop()
 
 
 async def _direct(tgtd: Tgtd, who: str) -> tuple[LogicalUnit, Any]:

@@ -5,7 +5,7 @@ unfenced by Pacemaker when it joins."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +23,6 @@ IQN = "iqn.2024-01.io.fencekit:{}"
 # Cluster.start's corosync.conf names the cluster so.
 CLUSTER = "fencekit-test"
 KEY_A, KEY_B = key_for_node(CLUSTER, 1), key_for_node(CLUSTER, 2)
-
-
-@pytest.fixture
-def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
-    """A tgtd with one file-backed LUN on a free loopback port."""
-    target = Tgtd(tmp_path / "tgtd").start()
-    try:
-        yield target
-    finally:
-        target.stop()
 
 
 @pytest.fixture

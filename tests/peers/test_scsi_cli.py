@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -34,16 +33,6 @@ def fencekit(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-@pytest.fixture
-def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
-    """A tgtd with one file-backed LUN on a free loopback port."""
-    target = Tgtd(tmp_path / "tgtd").start()
-    try:
-        yield target
-    finally:
-        target.stop()
 
 
 @pytest.fixture

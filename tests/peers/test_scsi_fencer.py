@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +48,6 @@ def inventory(tmp_path: Path, url: str, local: str) -> Inventory:
         ],
     }
     return parse(data)
-
-
-@pytest.fixture
-def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
-    """A tgtd with one file-backed LUN on a free loopback port."""
-    target = Tgtd(tmp_path / "tgtd").start()
-    try:
-        yield target
-    finally:
-        target.stop()
 
 
 @pytest.fixture

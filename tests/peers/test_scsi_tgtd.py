@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -73,16 +72,6 @@ def _unit(url: str, initiator: str, paths: int = 1) -> LogicalUnit:
         for _ in range(paths)
     )
     return LogicalUnit(url, transports)
-
-
-@pytest.fixture
-def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
-    """A tgtd with one file-backed LUN on a free loopback port."""
-    target = Tgtd(tmp_path / "tgtd").start()
-    try:
-        yield target
-    finally:
-        target.stop()
 
 
 @pytest.fixture

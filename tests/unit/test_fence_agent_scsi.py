@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -44,16 +44,6 @@ def options(tgtd: Tgtd, local: str, **extra: str) -> str:
         **extra,
     }
     return IDS + "".join(f"{k}={v}\n" for k, v in lines.items())
-
-
-@pytest.fixture
-def tgtd(tmp_path: Path) -> Iterator[Tgtd]:
-    """A tgtd with one file-backed LUN on a free loopback port."""
-    target = Tgtd(tmp_path / "tgtd").start()
-    try:
-        yield target
-    finally:
-        target.stop()
 
 
 @pytest.fixture
