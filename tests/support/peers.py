@@ -42,10 +42,11 @@ def _sbin(binary: str) -> str | None:
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port on 127.0.0.1 that nothing holds right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    from fencekit.lab.process import free_tcp_port, free_udp_port
+
+    if kind == socket.SOCK_DGRAM:
+        return free_udp_port(LOOPBACK)
+    return free_tcp_port(LOOPBACK)
 
 
 def udp_port_bound(port: int) -> bool:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from fencekit.lab.process import free_tcp_port
 
 __all__ = ["LabPostgres"]
 
@@ -68,7 +69,7 @@ class LabPostgres:
         data, sock = self.workdir / "data", self.workdir / "sock"
         sock.mkdir(parents=True, exist_ok=True)
         self._own(self.workdir, sock)
-        self.port = _free_port()
+        self.port = free_tcp_port()
 
         self._run(
             "initdb",
@@ -151,10 +152,3 @@ class LabPostgres:
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:]
             raise RuntimeError(f"{tool} failed: {' '.join(last)}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
